@@ -1,0 +1,149 @@
+//! tool-service configuration, read once from the environment at start-up.
+//!
+//! | variable               | default                 | meaning                                                  |
+//! |------------------------|-------------------------|----------------------------------------------------------|
+//! | `TOOL_SERVICE_ADDR`    | `127.0.0.1:50051`       | address the gRPC server listens on                       |
+//! | `DATABASE_URL`         | `sqlite://taskagent.db` | `postgres://`, `postgresql://` or `sqlite://PATH`        |
+//! | `DB_POOL_SIZE`         | `10`                    | connections kept open                                    |
+//! | `DB_MAX_OVERFLOW`      | `5`                     | extra connections under load (pool max = size + this)    |
+//! | `DB_POOL_TIMEOUT`      | `30` (seconds)          | longest wait for a connection (never past the deadline)  |
+//! | `DB_POOL_RECYCLE`      | `3600` (seconds)        | a connection is replaced after this age                  |
+//! | `ENABLE_QUERY_LOGGING` | `false`                 | statements at debug, slower than 100 ms at warn          |
+//! | `LOG_LEVEL`            | `INFO`                  | TRACE, DEBUG, INFO, WARN, ERROR or a tracing filter      |
+//! | `LOG_FORMAT`           | `text`                  | `text` or `json`                                         |
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::db::DatabaseUrl;
+use crate::telemetry::LogFormat;
+
+/// Everything tool-service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database: DatabaseConfig,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// How to reach the database and how to pool connections to it.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub pool_size: u32,
+    pub max_overflow: u32,
+    pub pool_timeout: Duration,
+    pub pool_recycle: Duration,
+    pub query_logging: bool,
+}
+
+/// A variable that is set but cannot be used. The message names the variable
+/// and never repeats a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            addr: env.parse("TOOL_SERVICE_ADDR", "127.0.0.1:50051")?,
+            database: DatabaseConfig::from_env(&env)?,
+            log_level: env.string("LOG_LEVEL", "INFO"),
+            log_format: env.parse("LOG_FORMAT", "text")?,
+        })
+    }
+}
+
+impl DatabaseConfig {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let url = env.string("DATABASE_URL", "sqlite://taskagent.db");
+        let pool_size: u32 = env.parse("DB_POOL_SIZE", "10")?;
+        if pool_size == 0 {
+            return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
+        }
+        Ok(Self {
+            url: DatabaseUrl::parse(&url).map_err(|e| ConfigError::new("DATABASE_URL", e))?,
+            pool_size,
+            max_overflow: env.parse("DB_MAX_OVERFLOW", "5")?,
+            pool_timeout: env.seconds("DB_POOL_TIMEOUT", "30")?,
+            pool_recycle: env.seconds("DB_POOL_RECYCLE", "3600")?,
+            query_logging: env.flag("ENABLE_QUERY_LOGGING")?,
+        })
+    }
+
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        self.pool_size.saturating_add(self.max_overflow)
+    }
+}
+
+/// Typed access to environment variables with defaults.
+pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The variable, or `default` when it is unset or blank.
+    pub fn string(&self, var: &str, default: &str) -> String {
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// The variable parsed as `T`, or `default` parsed the same way.
+    pub fn parse<T>(&self, var: &'static str, default: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.string(var, default);
+        value
+            .parse()
+            .map_err(|e| ConfigError::new(var, format!("cannot use {value:?}: {e}")))
+    }
+
+    /// A positive number of seconds (fractions allowed).
+    pub fn seconds(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.parse(var, default)?;
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(ConfigError::new(
+                var,
+                "must be a positive number of seconds",
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    /// A boolean: true/false, 1/0, yes/no, on/off (any case); unset is false.
+    pub fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match self.string(var, "false").to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(ConfigError::new(
+                var,
+                format!("cannot use {other:?}: expected true or false"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Conversation and message queries, scoped to the calling user like tasks.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::models::{ConversationRow, InsertConversation, InsertMessage, MessageRow};
+use super::schema::{conversations, messages};
+use super::tasks::now;
+use super::{Store, with_connection};
+use crate::domain::{NewMessage, Role, ToolCall, UserId};
+use crate::error::Error;
+
+/// A stored conversation.
+pub type Conversation = ConversationRow;
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub role: Role,
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// One page of messages, oldest first.
+#[derive(Debug)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// Id of the oldest message returned, when older ones exist.
+    pub more_before: Option<i64>,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = Error;
+
+    fn try_from(row: MessageRow) -> Result<Self, Error> {
+        let corrupt = |what: &str| {
+            Error::Database(diesel::result::Error::DeserializationError(
+                format!("message {}: {what}", row.id).into(),
+            ))
+        };
+        let role = Role::from_stored(&row.role).ok_or_else(|| corrupt("unknown role"))?;
+        let tool_calls = match &row.tool_calls {
+            Some(json) => {
+                serde_json::from_str(json).map_err(|_| corrupt("unreadable tool_calls"))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Self {
+            id: row.id,
+            conversation_id: row.conversation_id,
+            role,
+            content: row.content,
+            tool_calls,
+            tool_call_id: row.tool_call_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+impl Store {
+    pub async fn create_conversation(
+        &self,
+        user: &UserId,
+        title: &str,
+    ) -> Result<Conversation, Error> {
+        let now = now();
+        let row = InsertConversation {
+            user_id: user.as_str(),
+            title,
+            created_at: now,
+            updated_at: now,
+        };
+        with_connection!(self, conn => {
+            Ok(diesel::insert_into(conversations::table)
+                .values(&row)
+                .returning(ConversationRow::as_returning())
+                .get_result(conn)
+                .await?)
+        })
+    }
+
+    pub async fn get_conversation(&self, user: &UserId, id: i64) -> Result<Conversation, Error> {
+        with_connection!(self, conn => {
+            Ok(conversations::table
+                .filter(conversations::id.eq(id))
+                .filter(conversations::user_id.eq(user.as_str()))
+                .select(ConversationRow::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })?
+        .ok_or(Error::ConversationNotFound)
+    }
+
+    /// Up to `limit` conversations, most recently active first, starting
+    /// after the (update time, id) position `after`.
+    pub async fn list_conversations(
+        &self,
+        user: &UserId,
+        after: Option<(NaiveDateTime, i64)>,
+        limit: usize,
+    ) -> Result<(Vec<Conversation>, bool), Error> {
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let mut rows = with_connection!(self, conn => {
+            let mut query = conversations::table
+                .filter(conversations::user_id.eq(user.as_str()))
+                .select(ConversationRow::as_select())
+                .order((conversations::updated_at.desc(), conversations::id.desc()))
+                .limit(fetch)
+                .into_boxed();
+            if let Some((updated_at, id)) = after {
+                query = query.filter(
+                    conversations::updated_at
+                        .lt(updated_at)
+                        .or(conversations::updated_at.eq(updated_at).and(conversations::id.lt(id))),
+                );
+            }
+            Ok(query.load(conn).await?)
+        })?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
+    }
+
+    /// Appends `new` to a conversation in one transaction and returns the
+    /// stored messages.
+    pub async fn append_messages(
+        &self,
+        user: &UserId,
+        conversation_id: i64,
+        new: &[NewMessage],
+    ) -> Result<Vec<Message>, Error> {
+        let now = now();
+        let rows = new
+            .iter()
+            .map(|m| InsertMessage {
+                conversation_id,
+                role: m.role.as_str(),
+                content: &m.content,
+                tool_calls: (!m.tool_calls.is_empty())
+                    .then(|| serde_json::to_string(&m.tool_calls).unwrap_or_default()),
+                tool_call_id: m.tool_call_id.as_deref(),
+                created_at: now,
+            })
+            .collect::<Vec<_>>();
+        let stored = with_connection!(self, conn => {
+            conn.transaction(async |conn| {
+                // A write first, so that SQLite takes its write lock at once
+                // (waiting for it) instead of failing to upgrade a read lock.
+                let touched = diesel::update(conversations::table)
+                    .filter(conversations::id.eq(conversation_id))
+                    .filter(conversations::user_id.eq(user.as_str()))
+                    .set(conversations::updated_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                if touched == 0 {
+                    return Err(Error::ConversationNotFound);
+                }
+                // One statement per message: SQLite cannot batch an insert
+                // that returns rows, and a turn appends only a few.
+                let mut stored = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    stored.push(
+                        diesel::insert_into(messages::table)
+                            .values(row)
+                            .returning(MessageRow::as_returning())
+                            .get_result(conn)
+                            .await?,
+                    );
+                }
+                Ok(stored)
+            })
+            .await
+        })?;
+        stored.into_iter().map(Message::try_from).collect()
+    }
+
+    /// The newest `limit` messages older than `before`, returned oldest first.
+    pub async fn list_messages(
+        &self,
+        user: &UserId,
+        conversation_id: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<MessagePage, Error> {
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let rows = with_connection!(self, conn => {
+            let owned = conversations::table
+                .filter(conversations::id.eq(conversation_id))
+                .filter(conversations::user_id.eq(user.as_str()))
+                .select(conversations::id)
+                .first::<i64>(conn)
+                .await
+                .optional()?;
+            if owned.is_none() {
+                return Err(Error::ConversationNotFound);
+            }
+            Ok(messages::table
+                .filter(messages::conversation_id.eq(conversation_id))
+                .filter(messages::id.lt(before.unwrap_or(i64::MAX)))
+                .select(MessageRow::as_select())
+                .order(messages::id.desc())
+                .limit(fetch)
+                .load(conn)
+                .await?)
+        })?;
+        let more = rows.len() > limit;
+        let mut messages = rows
+            .into_iter()
+            .take(limit)
+            .map(Message::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        let more_before = more.then(|| messages.as_slice().first().map_or(0, |m| m.id));
+        Ok(MessagePage {
+            messages,
+            more_before,
+        })
+    }
+}

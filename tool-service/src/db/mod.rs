@@ -1,0 +1,323 @@
+//! The data path: diesel-async connections pooled by bb8, on PostgreSQL
+//! (`AsyncPgConnection`) or SQLite (diesel's `SqliteConnection` behind
+//! diesel-async's `SyncConnectionWrapper`).
+//!
+//! Queries are written once: [`with_connection!`] checks a connection out of
+//! whichever pool is configured and compiles the same query code for each
+//! backend.
+
+mod conversations;
+mod models;
+mod query_log;
+pub mod schema;
+mod tasks;
+mod tls;
+mod url;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, ConnectionError, ConnectionResult};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+use tokio::sync::Notify;
+
+pub use self::conversations::{Conversation, Message, MessagePage};
+pub use self::tasks::{Task, TaskPage};
+pub use self::url::{DatabaseUrl, PostgresUrl, TlsMode};
+use crate::config::DatabaseConfig;
+use crate::error::{Error, error_chain};
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// Pragmas of every SQLite connection: WAL lets readers run beside the one
+/// writer, and writers wait for each other instead of failing at once.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+/// Idle connections above `DB_POOL_SIZE` are closed after this long.
+const OVERFLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The SQLite connection type: diesel's synchronous connection run on tokio's
+/// blocking pool.
+pub type SqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
+
+/// A pool of either backend.
+#[derive(Clone)]
+pub enum Pool {
+    Postgres(bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>),
+    Sqlite(bb8::Pool<AsyncDieselConnectionManager<SqliteConnection>>),
+}
+
+/// The database that holds tasks, conversations and messages. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    /// Woken whenever a call finds the database unavailable, so that health
+    /// is checked at once instead of at the next tick.
+    trouble: Arc<Notify>,
+}
+
+/// Why the database could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot connect to {backend} at {target}: {reason}")]
+    Connect {
+        backend: &'static str,
+        target: String,
+        reason: String,
+    },
+    #[error("cannot run the {backend} migrations: {reason}")]
+    Migrate {
+        backend: &'static str,
+        reason: String,
+    },
+}
+
+/// Runs `$body` (an expression of type `Result<T, Error>` that may use `?`
+/// and `.await`) with `$conn` bound to a pooled connection of the configured
+/// backend. The body is compiled once per backend.
+macro_rules! with_connection {
+    ($store:expr, $conn:ident => $body:expr) => {{
+        let store: &$crate::db::Store = $store;
+        let result: ::std::result::Result<_, $crate::error::Error> = match store.pool() {
+            $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool).await {
+                Ok(mut connection) => {
+                    let $conn = &mut *connection;
+                    async { $body }.await
+                }
+                Err(error) => Err(error),
+            },
+            $crate::db::Pool::Sqlite(pool) => match $crate::db::checkout(pool).await {
+                Ok(mut connection) => {
+                    let $conn = &mut *connection;
+                    async { $body }.await
+                }
+                Err(error) => Err(error),
+            },
+        };
+        store.observe(result)
+    }};
+}
+pub(crate) use with_connection;
+
+impl Store {
+    /// Connects, runs pending migrations and opens the pool. A connection
+    /// problem is reported with its real cause (refused, failed login, ...).
+    pub async fn open(config: &DatabaseConfig) -> Result<Self, SetupError> {
+        migrate(&config.url).await?;
+        Ok(Self::connect_pool(config))
+    }
+
+    fn connect_pool(config: &DatabaseConfig) -> Self {
+        let logging = config.query_logging;
+        let pool = match &config.url {
+            DatabaseUrl::Postgres(target) => {
+                let target = Arc::new(target.clone());
+                let mut manager = ManagerConfig::<AsyncPgConnection>::default();
+                manager.recycling_method = RecyclingMethod::Fast;
+                manager.custom_setup = Box::new(move |_| {
+                    let target = target.clone();
+                    async move {
+                        let mut conn = connect_postgres(&target).await?;
+                        if logging {
+                            conn.set_instrumentation(query_log::QueryLogger::default());
+                        }
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager =
+                    AsyncDieselConnectionManager::new_with_config(config.url.to_string(), manager);
+                Pool::Postgres(pool_builder(config).build_unchecked(manager))
+            }
+            DatabaseUrl::Sqlite(path) => {
+                let mut manager = ManagerConfig::<SqliteConnection>::default();
+                manager.recycling_method = RecyclingMethod::Fast;
+                manager.custom_setup = Box::new(move |path| {
+                    let path = path.to_owned();
+                    async move {
+                        let mut conn = SqliteConnection::establish(&path).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                        if logging {
+                            conn.set_instrumentation(query_log::QueryLogger::default());
+                        }
+                        Ok(conn)
+                    }
+                    .boxed()
+                });
+                let manager =
+                    AsyncDieselConnectionManager::new_with_config(path.to_string_lossy(), manager);
+                Pool::Sqlite(pool_builder(config).build_unchecked(manager))
+            }
+        };
+        Self {
+            pool,
+            trouble: Arc::new(Notify::new()),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Passes `result` through, waking the health watcher when it says the
+    /// database is unavailable.
+    pub(crate) fn observe<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(error) = &result
+            && error.is_database_unavailable()
+        {
+            self.trouble.notify_one();
+        }
+        result
+    }
+
+    /// Resolves when a call has found the database unavailable.
+    pub async fn trouble(&self) {
+        self.trouble.notified().await;
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), Error> {
+        // Not through `observe`: the health watcher itself calls this.
+        let result = match &self.pool {
+            Pool::Postgres(pool) => match checkout(pool).await {
+                Ok(mut conn) => diesel::sql_query("SELECT 1")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Error::from),
+                Err(e) => Err(e),
+            },
+            Pool::Sqlite(pool) => match checkout(pool).await {
+                Ok(mut conn) => diesel::sql_query("SELECT 1")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Error::from),
+                Err(e) => Err(e),
+            },
+        };
+        result.map(drop)
+    }
+
+    /// Connections open and idle, for health reports and metrics.
+    pub fn connections(&self) -> (u32, u32) {
+        let state = match &self.pool {
+            Pool::Postgres(pool) => pool.state(),
+            Pool::Sqlite(pool) => pool.state(),
+        };
+        (state.connections, state.idle_connections)
+    }
+}
+
+/// Pool settings shared by both backends. No test query on checkout: a
+/// broken connection is found by the call that uses it (and then dropped),
+/// not by an extra round trip on every call. The wait for a connection is
+/// bounded by `DB_POOL_TIMEOUT` here and by the caller's deadline through the
+/// server's request timeout. A refused connection or failed login is returned
+/// at once with its cause instead of being retried until the timeout.
+fn pool_builder<M: bb8::ManageConnection>(config: &DatabaseConfig) -> bb8::Builder<M> {
+    bb8::Pool::builder()
+        .max_size(config.max_connections())
+        .min_idle(Some(config.pool_size))
+        .connection_timeout(config.pool_timeout)
+        .max_lifetime(Some(config.pool_recycle))
+        .idle_timeout(Some(OVERFLOW_IDLE_TIMEOUT))
+        .test_on_check_out(false)
+        .retry_connection(false)
+}
+
+/// Takes a connection from `pool`, mapping every failure to
+/// [`Error::DatabaseUnavailable`].
+pub(crate) async fn checkout<M>(pool: &bb8::Pool<M>) -> Result<bb8::PooledConnection<'_, M>, Error>
+where
+    M: bb8::ManageConnection<Error = PoolError>,
+{
+    pool.get().await.map_err(|error| match error {
+        bb8::RunError::User(e) => Error::DatabaseUnavailable(Box::new(e)),
+        bb8::RunError::TimedOut => {
+            Error::DatabaseUnavailable("timed out waiting for a database connection".into())
+        }
+    })
+}
+
+/// Opens one PostgreSQL connection, with TLS when the URL asks for it.
+async fn connect_postgres(target: &PostgresUrl) -> ConnectionResult<AsyncPgConnection> {
+    let failed = |e: tokio_postgres::Error| ConnectionError::BadConnection(error_chain(&e));
+    if target.tls == TlsMode::Off {
+        let (client, connection) = target
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(failed)?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    } else {
+        let tls = tls::connector(target.tls, target.root_cert.as_deref())
+            .map_err(ConnectionError::BadConnection)?;
+        let (client, connection) = target.config.connect(tls).await.map_err(failed)?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    }
+}
+
+/// Applies the pending migrations of `url`'s backend and returns the versions
+/// it applied. Used at start-up and by `taskagent migrate`.
+pub async fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, SetupError> {
+    let backend = url.backend_name();
+    let connect_error = |reason: String| SetupError::Connect {
+        backend,
+        target: url.to_string(),
+        reason,
+    };
+    let migrate_error = |reason: String| SetupError::Migrate { backend, reason };
+    let applied = match url {
+        DatabaseUrl::Postgres(target) => {
+            let conn = connect_postgres(target)
+                .await
+                .map_err(|e| connect_error(e.to_string()))?;
+            let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+            tokio::task::spawn_blocking(move || {
+                // Two instances starting together must not both migrate.
+                SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_lock(727165)")?;
+                let applied = run_pending(&mut conn, POSTGRES_MIGRATIONS);
+                SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_unlock(727165)")?;
+                applied
+            })
+            .await
+        }
+        DatabaseUrl::Sqlite(path) => {
+            let path = path.to_string_lossy().into_owned();
+            let conn =
+                tokio::task::spawn_blocking(move || diesel::SqliteConnection::establish(&path))
+                    .await
+                    .map_err(|e| connect_error(e.to_string()))?;
+            let mut conn = conn.map_err(|e| connect_error(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
+                run_pending(&mut conn, SQLITE_MIGRATIONS)
+            })
+            .await
+        }
+    };
+    applied
+        .map_err(|e| migrate_error(e.to_string()))?
+        .map_err(|e| migrate_error(error_chain(&*e)))
+}
+
+type MigrationResult = Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
+
+fn run_pending<C>(conn: &mut C, migrations: EmbeddedMigrations) -> MigrationResult
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    let applied = conn.run_pending_migrations(migrations)?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}

@@ -1,0 +1,173 @@
+//! Task queries. Every one filters by the calling user, so another user's
+//! task behaves exactly like a missing one.
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::models::{InsertTask, TaskChangeset, TaskRow};
+use super::schema::tasks;
+use super::{Store, with_connection};
+use crate::domain::{NewTask, StatusFilter, TaskChange, UserId};
+use crate::error::Error;
+
+/// A stored task.
+pub type Task = TaskRow;
+
+/// One page of a task list.
+#[derive(Debug)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    /// Id of the last task returned, when more follow.
+    pub more_after: Option<i64>,
+}
+
+/// The current time as stored: UTC, microsecond precision on both backends.
+pub(super) fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+impl Store {
+    /// Creates a task. A repeated `request_id` returns the task the first
+    /// call created instead of a second one.
+    pub async fn create_task(&self, user: &UserId, new: &NewTask) -> Result<Task, Error> {
+        let now = now();
+        let row = InsertTask {
+            user_id: user.as_str(),
+            title: new.title.as_str(),
+            description: new.description.as_deref(),
+            completed: false,
+            request_id: new.request_id.as_deref(),
+            created_at: now,
+            updated_at: now,
+        };
+        with_connection!(self, conn => {
+            let inserted = diesel::insert_into(tasks::table)
+                .values(&row)
+                .on_conflict_do_nothing()
+                .returning(TaskRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            match inserted {
+                Some(task) => Ok(task),
+                // Only the (user_id, request_id) key can conflict.
+                None => Ok(tasks::table
+                    .filter(tasks::user_id.eq(user.as_str()))
+                    .filter(tasks::request_id.eq(new.request_id.as_deref()))
+                    .select(TaskRow::as_select())
+                    .first(conn)
+                    .await?),
+            }
+        })
+    }
+
+    pub async fn get_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
+        with_connection!(self, conn => {
+            Ok(tasks::table
+                .filter(tasks::id.eq(id))
+                .filter(tasks::user_id.eq(user.as_str()))
+                .select(TaskRow::as_select())
+                .first(conn)
+                .await
+                .optional()?)
+        })?
+        .ok_or(Error::TaskNotFound)
+    }
+
+    /// Up to `limit` tasks with ids above `after`, oldest first.
+    pub async fn list_tasks(
+        &self,
+        user: &UserId,
+        status: StatusFilter,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<TaskPage, Error> {
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let mut tasks = with_connection!(self, conn => {
+            let mut query = tasks::table
+                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(tasks::id.gt(after.unwrap_or(0)))
+                .select(TaskRow::as_select())
+                .order(tasks::id.asc())
+                .limit(fetch)
+                .into_boxed();
+            if let Some(completed) = status.completed() {
+                query = query.filter(tasks::completed.eq(completed));
+            }
+            Ok(query.load(conn).await?)
+        })?;
+        let more_after = (tasks.len() > limit).then(|| {
+            tasks.truncate(limit);
+            tasks.last().map_or(0, |t| t.id)
+        });
+        Ok(TaskPage { tasks, more_after })
+    }
+
+    pub async fn update_task(
+        &self,
+        user: &UserId,
+        id: i64,
+        change: &TaskChange,
+    ) -> Result<Task, Error> {
+        let changes = TaskChangeset {
+            title: change.title.as_ref().map(|t| t.as_str()),
+            description: change.description.as_ref().map(|d| d.as_deref()),
+            updated_at: now(),
+        };
+        with_connection!(self, conn => {
+            Ok(diesel::update(tasks::table)
+                .filter(tasks::id.eq(id))
+                .filter(tasks::user_id.eq(user.as_str()))
+                .set(&changes)
+                .returning(TaskRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?)
+        })?
+        .ok_or(Error::TaskNotFound)
+    }
+
+    /// Marks a task completed; completing it again changes nothing and
+    /// succeeds. A task deleted meanwhile is not found.
+    pub async fn complete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
+        let now = now();
+        with_connection!(self, conn => {
+            let completed = diesel::update(tasks::table)
+                .filter(tasks::id.eq(id))
+                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(tasks::completed.eq(false))
+                .set((tasks::completed.eq(true), tasks::updated_at.eq(now)))
+                .returning(TaskRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+            match completed {
+                Some(task) => Ok(Some(task)),
+                // Already completed (by this call's twin, maybe), or missing.
+                None => Ok(tasks::table
+                    .filter(tasks::id.eq(id))
+                    .filter(tasks::user_id.eq(user.as_str()))
+                    .select(TaskRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?),
+            }
+        })?
+        .ok_or(Error::TaskNotFound)
+    }
+
+    /// Deletes a task and returns it as it was.
+    pub async fn delete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
+        with_connection!(self, conn => {
+            Ok(diesel::delete(tasks::table)
+                .filter(tasks::id.eq(id))
+                .filter(tasks::user_id.eq(user.as_str()))
+                .returning(TaskRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?)
+        })?
+        .ok_or(Error::TaskNotFound)
+    }
+}

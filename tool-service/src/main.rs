@@ -1,0 +1,29 @@
+//! The tool-service binary: configuration from the environment, then serve
+//! until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use tool_service::{Application, Config, startup, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tool-service: configuration error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&config.log_level, config.log_format);
+    let result = async {
+        let app = Application::build(config).await?;
+        app.run_until_stopped(startup::shutdown_signal()).await
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("tool-service failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
