@@ -1,0 +1,265 @@
+//! Load generator for tool-service (see BENCHMARKS.md and bench/run.sh).
+//!
+//! ```text
+//! loadgen load --addr http://127.0.0.1:50051 --op create|list|complete|mix|health \
+//!              --concurrency 8 --seconds 10 [--complete-ids 1-300000] [--list-users 64]
+//! loadgen startup --bin target/release/tool-service [--runs 10]
+//! ```
+//!
+//! `load` prints one line: `op=... concurrency=... ops=... errors=... ops_per_s=... p50_ms=... p99_ms=...`.
+//! Workers act as different users: `create-N` for creates, `list-N` (the
+//! script seeds 20 tasks each) for lists, `complete` (seeded with pending
+//! tasks whose ids span `--complete-ids`) for completes. The mix is 60 %
+//! ListTasks, 20 % CreateTask, 20 % CompleteTask.
+//!
+//! `startup` starts tool-service on a fresh SQLite file again and again and
+//! prints the time from spawn to the first SERVING health answer.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use taskagent_proto::task_service_client::TaskServiceClient;
+use taskagent_proto::{CompleteTaskRequest, CreateTaskRequest, ListTasksRequest};
+use tonic::Request;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Create,
+    List,
+    Complete,
+    Mix,
+    /// grpc.health.v1 Check: the gRPC round trip alone, no database.
+    Health,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_default();
+    let mut flags = HashMap::new();
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        flags.insert(flag.trim_start_matches('-').to_owned(), value);
+    }
+    let flag = |name: &str, default: &str| {
+        flags
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    };
+    match mode.as_str() {
+        "load" => {
+            let op = match flag("op", "list").as_str() {
+                "create" => Op::Create,
+                "list" => Op::List,
+                "complete" => Op::Complete,
+                "mix" => Op::Mix,
+                "health" => Op::Health,
+                other => bail!("unknown op {other}"),
+            };
+            let (low, high) = flag("complete-ids", "1-1")
+                .split_once('-')
+                .map(|(a, b)| (a.parse::<i64>(), b.parse::<i64>()))
+                .context("--complete-ids LOW-HIGH")?;
+            load(
+                &flag("addr", "http://127.0.0.1:50051"),
+                op,
+                flag("concurrency", "8").parse()?,
+                Duration::from_secs_f64(flag("seconds", "10").parse()?),
+                (low?, high?),
+                flag("list-users", "64").parse()?,
+            )
+            .await
+        }
+        "startup" => {
+            startup(
+                &flag("bin", "target/release/tool-service"),
+                flag("runs", "10").parse()?,
+            )
+            .await
+        }
+        _ => bail!("usage: loadgen load|startup [--flag value]..."),
+    }
+}
+
+fn as_user<T>(user: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = user.parse() {
+        request.metadata_mut().insert("x-user-id", value);
+    }
+    request
+}
+
+/// A small xorshift generator: deterministic per worker, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+async fn load(
+    addr: &str,
+    op: Op,
+    concurrency: usize,
+    duration: Duration,
+    complete_ids: (i64, i64),
+    list_users: usize,
+) -> anyhow::Result<()> {
+    // A few HTTP/2 connections shared round-robin, as a real client pool would.
+    let mut channels = Vec::new();
+    for _ in 0..concurrency.clamp(1, 4) {
+        channels.push(Channel::from_shared(addr.to_owned())?.connect().await?);
+    }
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let channel = channels[worker % channels.len()].clone();
+        let mut client = TaskServiceClient::new(channel.clone());
+        let mut health = HealthClient::new(channel);
+        let errors = errors.clone();
+        workers.push(tokio::spawn(async move {
+            let mut rng = Rng(
+                0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)
+            );
+            let mut latencies = Vec::with_capacity(100_000);
+            let list_user = format!("list-{}", worker % list_users.max(1));
+            let create_user = format!("create-{worker}");
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let this = match op {
+                    Op::Mix => match rng.next() % 10 {
+                        0..=5 => Op::List,
+                        6 | 7 => Op::Create,
+                        _ => Op::Complete,
+                    },
+                    other => other,
+                };
+                n += 1;
+                let t0 = Instant::now();
+                let ok = match this {
+                    Op::Create => client
+                        .create_task(as_user(
+                            &create_user,
+                            CreateTaskRequest {
+                                title: format!("bench task {n}"),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .is_ok(),
+                    Op::List => client
+                        .list_tasks(as_user(&list_user, ListTasksRequest::default()))
+                        .await
+                        .is_ok_and(|r| r.get_ref().tasks.len() == 20),
+                    Op::Complete => {
+                        let span = (complete_ids.1 - complete_ids.0 + 1).max(1) as u64;
+                        let id = complete_ids.0 + (rng.next() % span) as i64;
+                        client
+                            .complete_task(as_user("complete", CompleteTaskRequest { id }))
+                            .await
+                            .is_ok()
+                    }
+                    Op::Health => health
+                        .check(HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await
+                        .is_ok(),
+                    Op::Mix => unreachable!("resolved above"),
+                };
+                latencies.push(t0.elapsed().as_micros() as u32);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |us| f64::from(*us) / 1000.0)
+    };
+    println!(
+        "op={op:?} concurrency={concurrency} ops={} errors={} ops_per_s={:.0} p50_ms={:.3} p99_ms={:.3}",
+        latencies.len(),
+        errors.load(Ordering::Relaxed),
+        latencies.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+    );
+    Ok(())
+}
+
+async fn startup(binary: &str, runs: usize) -> anyhow::Result<()> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("t.db").display()),
+            )
+            .env("TOOL_SERVICE_ADDR", format!("127.0.0.1:{port}"))
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        let serving = loop {
+            if started.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))?
+                .connect()
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            };
+            let answer = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if answer.is_ok_and(|r| r.get_ref().status == 1) {
+                break Some(started.elapsed());
+            }
+        };
+        child.kill()?;
+        child.wait()?;
+        times.push(serving.context("tool-service never reported SERVING")?);
+    }
+    times.sort();
+    println!(
+        "startup runs={runs} min_ms={:.1} median_ms={:.1} max_ms={:.1}",
+        times[0].as_secs_f64() * 1000.0,
+        times[runs / 2].as_secs_f64() * 1000.0,
+        times[runs - 1].as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
