@@ -85,7 +85,7 @@ pub enum SetupError {
 /// Runs `$body` (an expression of type `Result<T, Error>` that may use `?`
 /// and `.await`) with `$conn` bound to a pooled connection of the configured
 /// backend. The body is compiled once per backend.
-macro_rules! with_connection {
+macro_rules! on_connection {
     ($store:expr, $conn:ident => $body:expr) => {{
         let store: &$crate::db::Store = $store;
         let result: ::std::result::Result<_, $crate::error::Error> = match store.pool() {
@@ -104,10 +104,19 @@ macro_rules! with_connection {
                 Err(error) => Err(error),
             },
         };
-        store.observe(result)
+        result
     }};
 }
-pub(crate) use with_connection;
+
+/// [`on_connection!`] for calls: a result saying the database is unavailable
+/// also wakes the health watcher.
+macro_rules! with_connection {
+    ($store:expr, $conn:ident => $body:expr) => {{
+        let store: &$crate::db::Store = $store;
+        store.observe($crate::db::on_connection!(store, $conn => $body))
+    }};
+}
+pub(crate) use {on_connection, with_connection};
 
 impl Store {
     /// Connects, runs pending migrations and opens the pool. A connection
@@ -187,35 +196,13 @@ impl Store {
         self.trouble.notified().await;
     }
 
-    /// One round trip to the database.
+    /// One round trip to the database. Not observed: the health watcher
+    /// itself calls this.
     pub async fn ping(&self) -> Result<(), Error> {
-        // Not through `observe`: the health watcher itself calls this.
-        let result = match &self.pool {
-            Pool::Postgres(pool) => match checkout(pool).await {
-                Ok(mut conn) => diesel::sql_query("SELECT 1")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(Error::from),
-                Err(e) => Err(e),
-            },
-            Pool::Sqlite(pool) => match checkout(pool).await {
-                Ok(mut conn) => diesel::sql_query("SELECT 1")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(Error::from),
-                Err(e) => Err(e),
-            },
-        };
-        result.map(drop)
-    }
-
-    /// Connections open and idle, for health reports and metrics.
-    pub fn connections(&self) -> (u32, u32) {
-        let state = match &self.pool {
-            Pool::Postgres(pool) => pool.state(),
-            Pool::Sqlite(pool) => pool.state(),
-        };
-        (state.connections, state.idle_connections)
+        on_connection!(self, conn => {
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+            Ok(())
+        })
     }
 }
 
