@@ -147,3 +147,60 @@ impl Env<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.database.url.to_string(), "sqlite://taskagent.db");
+        assert_eq!(
+            (
+                c.database.pool_size,
+                c.database.max_overflow,
+                c.database.max_connections()
+            ),
+            (10, 5, 15)
+        );
+        assert_eq!(c.database.pool_timeout, Duration::from_secs(30));
+        assert_eq!(c.database.pool_recycle, Duration::from_secs(3600));
+        assert!(!c.database.query_logging);
+        assert_eq!(
+            (c.log_level.as_str(), c.log_format),
+            ("INFO", LogFormat::Text)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let error = config(&[("DB_POOL_SIZE", "lots")]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("DB_POOL_SIZE: cannot use \"lots\""),
+            "{error}"
+        );
+        assert!(config(&[("DB_POOL_SIZE", "0")]).is_err());
+        assert!(config(&[("DB_POOL_TIMEOUT", "-1")]).is_err());
+        assert!(config(&[("ENABLE_QUERY_LOGGING", "maybe")]).is_err());
+        assert!(config(&[("LOG_FORMAT", "xml")]).is_err());
+        let c = config(&[
+            ("ENABLE_QUERY_LOGGING", "TRUE"),
+            ("LOG_FORMAT", "json"),
+            ("DB_POOL_TIMEOUT", "0.5"),
+        ])
+        .unwrap();
+        assert!(c.database.query_logging);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.database.pool_timeout, Duration::from_millis(500));
+    }
+}

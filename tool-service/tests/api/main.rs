@@ -8,3 +8,4 @@ mod health;
 mod helpers;
 mod shutdown;
 mod tasks;
+mod tls;
