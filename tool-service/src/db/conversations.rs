@@ -34,6 +34,14 @@ pub struct MessagePage {
     pub more_before: Option<i64>,
 }
 
+/// The conversation `id` if it belongs to `user`.
+#[diesel::dsl::auto_type]
+fn conversation_of<'a>(id: i64, user: &'a str) -> _ {
+    conversations::id
+        .eq(id)
+        .and(conversations::user_id.eq(user))
+}
+
 impl TryFrom<MessageRow> for Message {
     type Error = Error;
 
@@ -87,8 +95,7 @@ impl Store {
     pub async fn get_conversation(&self, user: &UserId, id: i64) -> Result<Conversation, Error> {
         with_connection!(self, conn => {
             Ok(conversations::table
-                .filter(conversations::id.eq(id))
-                .filter(conversations::user_id.eq(user.as_str()))
+                .filter(conversation_of(id, user.as_str()))
                 .select(ConversationRow::as_select())
                 .first(conn)
                 .await
@@ -153,8 +160,7 @@ impl Store {
                 // A write first, so that SQLite takes its write lock at once
                 // (waiting for it) instead of failing to upgrade a read lock.
                 let touched = diesel::update(conversations::table)
-                    .filter(conversations::id.eq(conversation_id))
-                    .filter(conversations::user_id.eq(user.as_str()))
+                    .filter(conversation_of(conversation_id, user.as_str()))
                     .set(conversations::updated_at.eq(now))
                     .execute(conn)
                     .await?;
@@ -191,8 +197,7 @@ impl Store {
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
         let rows = with_connection!(self, conn => {
             let owned = conversations::table
-                .filter(conversations::id.eq(conversation_id))
-                .filter(conversations::user_id.eq(user.as_str()))
+                .filter(conversation_of(conversation_id, user.as_str()))
                 .select(conversations::id)
                 .first::<i64>(conn)
                 .await

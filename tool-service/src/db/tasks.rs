@@ -22,6 +22,13 @@ pub struct TaskPage {
     pub more_after: Option<i64>,
 }
 
+/// The task `id` if it belongs to `user`: the condition of every query that
+/// reads or changes one task.
+#[diesel::dsl::auto_type]
+fn task_of<'a>(id: i64, user: &'a str) -> _ {
+    tasks::id.eq(id).and(tasks::user_id.eq(user))
+}
+
 /// The current time as stored: UTC, microsecond precision on both backends.
 pub(super) fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
@@ -65,8 +72,7 @@ impl Store {
     pub async fn get_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
         with_connection!(self, conn => {
             Ok(tasks::table
-                .filter(tasks::id.eq(id))
-                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(task_of(id, user.as_str()))
                 .select(TaskRow::as_select())
                 .first(conn)
                 .await
@@ -117,8 +123,7 @@ impl Store {
         };
         with_connection!(self, conn => {
             Ok(diesel::update(tasks::table)
-                .filter(tasks::id.eq(id))
-                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(task_of(id, user.as_str()))
                 .set(&changes)
                 .returning(TaskRow::as_returning())
                 .get_result(conn)
@@ -134,8 +139,7 @@ impl Store {
         let now = now();
         with_connection!(self, conn => {
             let completed = diesel::update(tasks::table)
-                .filter(tasks::id.eq(id))
-                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(task_of(id, user.as_str()))
                 .filter(tasks::completed.eq(false))
                 .set((tasks::completed.eq(true), tasks::updated_at.eq(now)))
                 .returning(TaskRow::as_returning())
@@ -146,8 +150,7 @@ impl Store {
                 Some(task) => Ok(Some(task)),
                 // Already completed (by this call's twin, maybe), or missing.
                 None => Ok(tasks::table
-                    .filter(tasks::id.eq(id))
-                    .filter(tasks::user_id.eq(user.as_str()))
+                    .filter(task_of(id, user.as_str()))
                     .select(TaskRow::as_select())
                     .first(conn)
                     .await
@@ -161,8 +164,7 @@ impl Store {
     pub async fn delete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
         with_connection!(self, conn => {
             Ok(diesel::delete(tasks::table)
-                .filter(tasks::id.eq(id))
-                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(task_of(id, user.as_str()))
                 .returning(TaskRow::as_returning())
                 .get_result(conn)
                 .await

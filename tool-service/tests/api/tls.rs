@@ -5,7 +5,7 @@
 use tool_service::Application;
 use tool_service::config::Config;
 
-use crate::helpers::{TestApp, TestDatabase};
+use crate::helpers::{TestApp, TestDatabase, plain_client};
 
 async fn server_has_ssl(db: &TestDatabase) -> bool {
     let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
