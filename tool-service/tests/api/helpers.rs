@@ -129,11 +129,16 @@ impl Drop for TestDatabase {
 }
 
 async fn admin(url: &str, sql: &str) {
+    plain_client(url).await.batch_execute(sql).await.expect(sql);
+}
+
+/// A direct PostgreSQL client (no TLS) for a test's own checks.
+pub async fn plain_client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .expect("TEST_DATABASE_URL reachable");
+        .expect("PostgreSQL reachable");
     tokio::spawn(connection);
-    client.batch_execute(sql).await.expect(sql);
+    client
 }
 
 /// `url` with its database name replaced by `name`.
