@@ -8,10 +8,7 @@ use tool_service::config::Config;
 use crate::helpers::{TestApp, TestDatabase, plain_client};
 
 async fn server_has_ssl(db: &TestDatabase) -> bool {
-    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = plain_client(db.url()).await;
     let row = client.query_one("SHOW ssl", &[]).await.unwrap();
     let on = row.get::<_, String>(0) == "on";
     if !on {
@@ -21,10 +18,7 @@ async fn server_has_ssl(db: &TestDatabase) -> bool {
 }
 
 async fn ssl_connections_to(db: &TestDatabase, name: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = plain_client(db.url()).await;
     let row = client
         .query_one(
             "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = $1",
