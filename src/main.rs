@@ -6,8 +6,9 @@
 
 use std::process::ExitCode;
 
+use taskagent_common::telemetry;
 use tool_service::config::Config;
-use tool_service::{db, telemetry};
+use tool_service::db;
 
 const USAGE: &str = "\
 usage: taskagent <command>

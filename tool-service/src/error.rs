@@ -4,6 +4,7 @@
 //! never sent to the caller.
 
 use diesel::result::DatabaseErrorKind;
+use taskagent_common::error_chain;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -136,16 +137,4 @@ impl From<Error> for Status {
             ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
         )
     }
-}
-
-/// An error and its sources on one line, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }

@@ -25,9 +25,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sets every name in [`SERVICE_NAMES`] to `status`.
 pub async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
-    for name in SERVICE_NAMES {
-        reporter.set_service_status(name, status).await;
-    }
+    taskagent_common::health::set_all(reporter, &SERVICE_NAMES, status).await;
 }
 
 /// Keeps the health status in step with the database; runs until aborted.

@@ -10,7 +10,6 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod startup;
-pub mod telemetry;
 
 pub use config::Config;
 pub use error::Error;

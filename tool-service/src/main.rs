@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use tool_service::{Application, Config, startup, telemetry};
+use taskagent_common::{shutdown_signal, telemetry};
+use tool_service::{Application, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,7 +18,7 @@ async fn main() -> ExitCode {
     telemetry::init(&config.log_level, config.log_format);
     let result = async {
         let app = Application::build(config).await?;
-        app.run_until_stopped(startup::shutdown_signal()).await
+        app.run_until_stopped(shutdown_signal()).await
     };
     match result.await {
         Ok(()) => ExitCode::SUCCESS,

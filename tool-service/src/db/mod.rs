@@ -33,7 +33,8 @@ pub use self::conversations::{Conversation, Message, MessagePage};
 pub use self::tasks::{Task, TaskPage};
 pub use self::url::{DatabaseUrl, PostgresUrl, TlsMode};
 use crate::config::DatabaseConfig;
-use crate::error::{Error, error_chain};
+use crate::error::Error;
+use taskagent_common::error_chain;
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
