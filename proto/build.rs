@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "taskagent/v1/tasks.proto",
         "taskagent/v1/conversations.proto",
+        "taskagent/v1/agent.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

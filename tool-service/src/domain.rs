@@ -149,6 +149,8 @@ pub enum Role {
     Assistant,
     Tool,
     System,
+    /// A failed turn, recorded for the user; never sent to the model.
+    Error,
 }
 
 impl Role {
@@ -159,6 +161,7 @@ impl Role {
             Self::Assistant => "assistant",
             Self::Tool => "tool",
             Self::System => "system",
+            Self::Error => "error",
         }
     }
 
@@ -168,6 +171,7 @@ impl Role {
             "assistant" => Self::Assistant,
             "tool" => Self::Tool,
             "system" => Self::System,
+            "error" => Self::Error,
             _ => return None,
         })
     }

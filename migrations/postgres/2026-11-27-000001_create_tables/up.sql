@@ -33,7 +33,7 @@ CREATE INDEX idx_conversations_user_updated ON conversations (user_id, updated_a
 CREATE TABLE messages (
     id              BIGSERIAL PRIMARY KEY,
     conversation_id BIGINT    NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-    role            TEXT      NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'system')),
+    role            TEXT      NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'system', 'error')),
     content         TEXT      NOT NULL,
     -- JSON array of {"id", "name", "arguments"} for assistant messages.
     tool_calls      TEXT,

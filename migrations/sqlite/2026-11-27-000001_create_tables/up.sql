@@ -29,7 +29,7 @@ CREATE INDEX idx_conversations_user_updated ON conversations (user_id, updated_a
 CREATE TABLE messages (
     id              INTEGER   PRIMARY KEY AUTOINCREMENT,
     conversation_id INTEGER   NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-    role            TEXT      NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'system')),
+    role            TEXT      NOT NULL CHECK (role IN ('user', 'assistant', 'tool', 'system', 'error')),
     content         TEXT      NOT NULL,
     tool_calls      TEXT,
     tool_call_id    TEXT,

@@ -53,6 +53,7 @@ impl From<Role> for WireRole {
             Role::Assistant => Self::Assistant,
             Role::Tool => Self::Tool,
             Role::System => Self::System,
+            Role::Error => Self::Error,
         }
     }
 }
@@ -63,6 +64,7 @@ fn role_from_wire(role: i32) -> Option<Role> {
         WireRole::Assistant => Some(Role::Assistant),
         WireRole::Tool => Some(Role::Tool),
         WireRole::System => Some(Role::System),
+        WireRole::Error => Some(Role::Error),
         WireRole::Unspecified => None,
     }
 }
