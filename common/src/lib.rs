@@ -2,6 +2,7 @@
 //! their environment, log, report health and stop the same way.
 
 pub mod env;
+pub mod grpc;
 pub mod health;
 pub mod telemetry;
 

@@ -1,0 +1,120 @@
+//! agent-service configuration, read once from the environment at start-up.
+//!
+//! | variable                   | default                     | meaning                                                |
+//! |----------------------------|-----------------------------|--------------------------------------------------------|
+//! | `AGENT_SERVICE_ADDR`       | `127.0.0.1:50052`           | address the gRPC server listens on                     |
+//! | `TOOL_SERVICE_URL`         | `http://127.0.0.1:50051`    | tool-service, for the task tools and chat history      |
+//! | `OPENAI_API_KEY`           | unset                       | unset: the built-in offline model                      |
+//! | `OPENAI_MODEL`             | `gpt-4o-mini`               | model name sent to the server                          |
+//! | `OPENAI_BASE_URL`          | `https://api.openai.com/v1` | any OpenAI-compatible server (trailing slash is fine)  |
+//! | `OPENAI_MAX_RETRIES`       | `3`                         | retries of 429 / 5xx / connection errors               |
+//! | `OPENAI_TIMEOUT`           | `30` (seconds)              | one HTTP call to the model (also bounded by the turn)  |
+//! | `AGENT_TIMEOUT`            | `30` (seconds)              | a whole turn, tool calls included                      |
+//! | `AGENT_MAX_TURNS`          | `10`                        | model calls in one turn                                |
+//! | `MAX_CONVERSATION_HISTORY` | `20`                        | earlier messages replayed to the model                 |
+//! | `LOG_LEVEL`, `LOG_FORMAT`  | `INFO`, `text`              | as for tool-service                                    |
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use taskagent_common::env::{ConfigError, Env};
+use taskagent_common::telemetry::LogFormat;
+
+/// Everything agent-service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub tool_service_url: String,
+    pub model: ModelConfig,
+    pub agent: AgentSettings,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// Which model to use and how to talk to it.
+#[derive(Clone)]
+pub struct ModelConfig {
+    /// `None` selects the offline model.
+    pub api_key: Option<String>,
+    pub model: String,
+    pub base_url: String,
+    pub max_retries: u32,
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("max_retries", &self.max_retries)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// Bounds of one turn.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub timeout: Duration,
+    pub max_turns: u32,
+    pub history: u32,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let base_url = env.string("OPENAI_BASE_URL", "https://api.openai.com/v1");
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::new("OPENAI_BASE_URL", "must start with http:// or https://"));
+        }
+        let max_turns: u32 = env.parse("AGENT_MAX_TURNS", "10")?;
+        if max_turns == 0 {
+            return Err(ConfigError::new("AGENT_MAX_TURNS", "must be at least 1"));
+        }
+        Ok(Self {
+            addr: env.parse("AGENT_SERVICE_ADDR", "127.0.0.1:50052")?,
+            tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
+            model: ModelConfig {
+                api_key: Some(env.string("OPENAI_API_KEY", "")).filter(|k| !k.is_empty()),
+                model: env.string("OPENAI_MODEL", "gpt-4o-mini"),
+                base_url,
+                max_retries: env.parse("OPENAI_MAX_RETRIES", "3")?,
+                request_timeout: env.seconds("OPENAI_TIMEOUT", "30")?,
+            },
+            agent: AgentSettings {
+                timeout: env.seconds("AGENT_TIMEOUT", "30")?,
+                max_turns,
+                history: env.parse("MAX_CONVERSATION_HISTORY", "20")?,
+            },
+            log_level: env.string("LOG_LEVEL", "INFO"),
+            log_format: env.parse("LOG_FORMAT", "text")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_secret_hiding() {
+        let config = Config::from_lookup(|name| (name == "OPENAI_API_KEY").then(|| "sk-secret".to_owned())).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:50052");
+        assert_eq!(config.tool_service_url, "http://127.0.0.1:50051");
+        assert_eq!((config.agent.max_turns, config.agent.history), (10, 20));
+        assert_eq!(config.agent.timeout, Duration::from_secs(30));
+        assert_eq!(config.model.max_retries, 3);
+        assert!(!format!("{config:?}").contains("sk-secret"));
+        let offline = Config::from_lookup(|_| None).unwrap();
+        assert!(offline.model.api_key.is_none());
+    }
+}

@@ -1,0 +1,85 @@
+//! The one error type of agent-service and its single mapping to gRPC
+//! statuses with `google.rpc.ErrorInfo` reasons.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::llm::ModelError;
+
+/// `google.rpc.ErrorInfo.domain` of every error agent-service returns.
+pub const ERROR_DOMAIN: &str = "taskagent.v1";
+
+/// Longest message a user may send, in characters.
+pub const MESSAGE_MAX_CHARS: usize = 4000;
+
+/// Everything a turn can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("Message is required")]
+    MessageRequired,
+    #[error("Message exceeds 4000 characters")]
+    MessageTooLong,
+    #[error("Missing or invalid user identity (x-user-id)")]
+    Unauthenticated,
+    #[error("Conversation not found")]
+    ConversationNotFound,
+    /// tool-service (tasks and history) cannot be reached.
+    #[error("tool service unavailable")]
+    ToolServiceUnavailable,
+    #[error(transparent)]
+    Model(ModelError),
+    /// The whole turn outlived `AGENT_TIMEOUT`.
+    #[error("Agent execution exceeded {} seconds", .0.as_secs_f64())]
+    Timeout(Duration),
+}
+
+impl AgentError {
+    /// A model failure, with "out of time" becoming the turn's timeout.
+    pub fn from_model(error: ModelError, timeout: Duration) -> Self {
+        match error {
+            ModelError::OutOfTime => Self::Timeout(timeout),
+            other => Self::Model(other),
+        }
+    }
+
+    fn code_and_reason(&self) -> (Code, &'static str) {
+        match self {
+            Self::MessageRequired => (Code::InvalidArgument, "MESSAGE_REQUIRED"),
+            Self::MessageTooLong => (Code::InvalidArgument, "MESSAGE_TOO_LONG"),
+            Self::Unauthenticated => (Code::Unauthenticated, "USER_ID_MISSING"),
+            Self::ConversationNotFound => (Code::NotFound, "CONVERSATION_NOT_FOUND"),
+            Self::ToolServiceUnavailable => (Code::Unavailable, "TOOL_SERVICE_UNAVAILABLE"),
+            Self::Timeout(_) => (Code::DeadlineExceeded, "AGENT_TIMEOUT"),
+            Self::Model(error) => match error {
+                ModelError::QuotaExhausted => (Code::ResourceExhausted, "MODEL_QUOTA_EXHAUSTED"),
+                ModelError::RateLimited => (Code::ResourceExhausted, "MODEL_RATE_LIMITED"),
+                ModelError::AuthenticationFailed => (Code::Unavailable, "MODEL_AUTHENTICATION_FAILED"),
+                ModelError::Unavailable(_) => (Code::Unavailable, "MODEL_UNAVAILABLE"),
+                ModelError::Rejected(_) => (Code::Internal, "MODEL_REJECTED_REQUEST"),
+                ModelError::OutOfTime => (Code::DeadlineExceeded, "AGENT_TIMEOUT"),
+            },
+        }
+    }
+
+    /// The text a user may see: the model's details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Model(ModelError::Unavailable(_)) => "model unavailable".to_owned(),
+            Self::Model(ModelError::Rejected(_)) => "model rejected the request".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<AgentError> for Status {
+    fn from(error: AgentError) -> Self {
+        let (code, reason) = error.code_and_reason();
+        Status::with_error_details(
+            code,
+            error.public_message(),
+            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+        )
+    }
+}

@@ -1,0 +1,110 @@
+//! `taskagent.v1.AgentService` over the [`Agent`].
+
+use std::sync::Arc;
+
+use taskagent_proto::agent_service_server::{AgentService, AgentServiceServer};
+use taskagent_proto::{
+    ChatEvent, ChatRequest, ChatResponse, TokenUsage, ToolCallFinished, ToolCallRecord as WireRecord, ToolCallStarted,
+    chat_event,
+};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::agent::{Agent, Event, TurnOutcome};
+use crate::error::AgentError;
+
+/// Handlers of AgentService.
+#[derive(Clone)]
+pub struct AgentApi {
+    agent: Arc<Agent>,
+}
+
+impl AgentApi {
+    pub fn new(agent: Arc<Agent>) -> Self {
+        Self { agent }
+    }
+
+    pub fn into_server(self) -> AgentServiceServer<Self> {
+        AgentServiceServer::new(self)
+    }
+}
+
+/// The user a call acts for, from `x-user-id`.
+fn caller<T>(request: &Request<T>) -> Result<String, AgentError> {
+    request
+        .metadata()
+        .get("x-user-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= 255 && !id.chars().any(char::is_control))
+        .map(str::to_owned)
+        .ok_or(AgentError::Unauthenticated)
+}
+
+impl From<TurnOutcome> for ChatResponse {
+    fn from(outcome: TurnOutcome) -> Self {
+        Self {
+            conversation_id: outcome.conversation_id,
+            response: outcome.response,
+            tool_calls: outcome
+                .tool_calls
+                .into_iter()
+                .map(|r| WireRecord { tool: r.tool, args_json: r.args.to_string(), result_json: r.result.to_string() })
+                .collect(),
+            usage: Some(TokenUsage {
+                prompt_tokens: outcome.usage.prompt_tokens,
+                completion_tokens: outcome.usage.completion_tokens,
+                total_tokens: outcome.usage.total_tokens,
+            }),
+        }
+    }
+}
+
+impl From<Event> for chat_event::Event {
+    fn from(event: Event) -> Self {
+        match event {
+            Event::Conversation(id) => Self::ConversationId(id),
+            Event::ToolCallStarted { id, tool, args } => {
+                Self::ToolCallStarted(ToolCallStarted { id, tool, args_json: args.to_string() })
+            }
+            Event::ToolCallFinished { id, tool, result } => {
+                Self::ToolCallFinished(ToolCallFinished { id, tool, result_json: result.to_string() })
+            }
+            Event::Text(text) => Self::Text(text),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<ChatResponse>, Status> {
+        let user = caller(&request)?;
+        let req = request.into_inner();
+        let outcome = self.agent.chat(&user, req.conversation_id, &req.message, &|_| {}).await?;
+        Ok(Response::new(outcome.into()))
+    }
+
+    type StreamChatStream = UnboundedReceiverStream<Result<ChatEvent, Status>>;
+
+    async fn stream_chat(&self, request: Request<ChatRequest>) -> Result<Response<Self::StreamChatStream>, Status> {
+        let user = caller(&request)?;
+        let req = request.into_inner();
+        Agent::check_message(&req.message)?;
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let agent = self.agent.clone();
+        // The turn runs to its end even if the caller goes away: its writes
+        // and its record in the conversation stay consistent.
+        tokio::spawn(async move {
+            let events = sender.clone();
+            let on_event = move |event: Event| {
+                let _ = events.send(Ok(ChatEvent { event: Some(event.into()) }));
+            };
+            let last = match agent.chat(&user, req.conversation_id, &req.message, &on_event).await {
+                Ok(outcome) => Ok(ChatEvent { event: Some(chat_event::Event::Done(outcome.into())) }),
+                Err(error) => Err(Status::from(error)),
+            };
+            let _ = sender.send(last);
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(receiver)))
+    }
+}

@@ -1,0 +1,370 @@
+//! An OpenAI-compatible chat completions server over HTTPS (rustls with
+//! ring): OpenAI itself, a proxy, vLLM, Ollama, or a test server.
+//!
+//! Requests are built with async-openai's types. Replies are read leniently
+//! (only the fields the agent uses), because compatible servers differ in the
+//! rest. Retries are ours, so that they fit the turn's budget: 429 (except
+//! `insufficient_quota`), 5xx and connection errors are retried at most
+//! `OPENAI_MAX_RETRIES` times with exponential backoff and jitter, honouring
+//! `Retry-After` but never past the deadline; 400, 401/403 and exhausted quota
+//! are never retried.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_openai::types::chat::{
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessage,
+    ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage, ChatCompletionRequestToolMessageContent,
+    ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionTools,
+    CreateChatCompletionRequest, FunctionCall, FunctionObject,
+};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+use taskagent_tools::ToolSpec;
+
+use super::{ChatMessage, ChatModel, ModelError, ModelReply, ModelToolCall, Usage};
+use crate::config::ModelConfig;
+
+/// First backoff step; doubled on each retry, with up to 50 % jitter added.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// A chat completions endpoint.
+pub struct OpenAiModel {
+    http: reqwest::Client,
+    url: String,
+    api_key: String,
+    model: String,
+    max_retries: u32,
+    request_timeout: Duration,
+    jitter: Arc<AtomicU64>,
+}
+
+impl OpenAiModel {
+    /// A client for `config`; `config.api_key` must be set.
+    pub fn new(config: &ModelConfig, api_key: String) -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            api_key,
+            model: config.model.clone(),
+            max_retries: config.max_retries,
+            request_timeout: config.request_timeout,
+            jitter: Arc::new(AtomicU64::new(seed())),
+        })
+    }
+
+    /// How long to wait before retry number `attempt` (0-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = BACKOFF_START.saturating_mul(2u32.saturating_pow(attempt)).min(BACKOFF_MAX);
+        // xorshift: jitter needs no cryptographic randomness.
+        let mut x = self.jitter.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter.store(x, Ordering::Relaxed);
+        base + base.mul_f64((x % 1000) as f64 / 2000.0)
+    }
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    u64::from(nanos) | 1
+}
+
+/// What one HTTP attempt came to.
+enum Attempt {
+    Reply(ModelReply),
+    /// Worth another try, after `retry_after` if the server said so.
+    Retry { error: ModelError, retry_after: Option<Duration> },
+    Fail(ModelError),
+}
+
+#[tonic::async_trait]
+impl ChatModel for OpenAiModel {
+    fn describe(&self) -> String {
+        format!("{} at {}", self.model, self.url)
+    }
+
+    async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        deadline: Instant,
+    ) -> Result<ModelReply, ModelError> {
+        let body = request_body(&self.model, messages, tools);
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ModelError::OutOfTime);
+            }
+            let outcome = self.attempt(&body, remaining.min(self.request_timeout)).await;
+            let (error, retry_after) = match outcome {
+                Attempt::Reply(reply) => return Ok(reply),
+                Attempt::Fail(error) => return Err(error),
+                Attempt::Retry { error, retry_after } => (error, retry_after),
+            };
+            if attempt >= self.max_retries {
+                return Err(error);
+            }
+            let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+            if Instant::now() + wait >= deadline {
+                tracing::warn!(%error, wait_ms = wait.as_millis() as u64, "no time left to retry the model");
+                return Err(error);
+            }
+            tracing::info!(%error, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "retrying the model");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+impl OpenAiModel {
+    async fn attempt(&self, body: &CreateChatCompletionRequest, timeout: Duration) -> Attempt {
+        let sent = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.api_key)
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::OutOfTime),
+            Err(e) => {
+                let error = ModelError::Unavailable(taskagent_common::error_chain(&e));
+                return Attempt::Retry { error, retry_after: None };
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::OutOfTime),
+            Err(e) => {
+                let error = ModelError::Unavailable(taskagent_common::error_chain(&e));
+                return Attempt::Retry { error, retry_after: None };
+            }
+        };
+        if status.is_success() {
+            return match parse_reply(&text) {
+                Ok(reply) => Attempt::Reply(reply),
+                Err(reason) => Attempt::Fail(ModelError::Unavailable(format!("unreadable reply: {reason}"))),
+            };
+        }
+        let api_error = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or_default();
+        tracing::warn!(
+            http.status = status.as_u16(),
+            error.kind = api_error.kind.as_deref().unwrap_or(""),
+            error.code = api_error.code.as_deref().unwrap_or(""),
+            "model call failed"
+        );
+        let quota = [api_error.kind.as_deref(), api_error.code.as_deref()].contains(&Some("insufficient_quota"));
+        match status {
+            StatusCode::TOO_MANY_REQUESTS if quota => Attempt::Fail(ModelError::QuotaExhausted),
+            StatusCode::TOO_MANY_REQUESTS => Attempt::Retry { error: ModelError::RateLimited, retry_after },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail(ModelError::AuthenticationFailed),
+            s if s.is_server_error() => {
+                Attempt::Retry { error: ModelError::Unavailable(format!("HTTP {}", s.as_u16())), retry_after }
+            }
+            s => Attempt::Fail(ModelError::Rejected(format!(
+                "HTTP {}{}",
+                s.as_u16(),
+                api_error.message.map(|m| format!(": {m}")).unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (or OpenAI's `retry-after-ms`); HTTP dates are
+/// ignored in favour of our own backoff.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
+    header("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| header(RETRY_AFTER.as_str()))
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn request_body(model: &str, messages: &[ChatMessage], tools: &[ToolSpec]) -> CreateChatCompletionRequest {
+    let messages = messages
+        .iter()
+        .map(|message| match message {
+            ChatMessage::System(text) => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+                content: ChatCompletionRequestSystemMessageContent::Text(text.clone()),
+                name: None,
+            }),
+            ChatMessage::User(text) => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text(text.clone()),
+                name: None,
+            }),
+            ChatMessage::Assistant { content, tool_calls } => {
+                ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
+                    content: content.clone().map(ChatCompletionRequestAssistantMessageContent::Text),
+                    tool_calls: (!tool_calls.is_empty()).then(|| {
+                        tool_calls
+                            .iter()
+                            .map(|call| {
+                                ChatCompletionMessageToolCalls::Function(ChatCompletionMessageToolCall {
+                                    id: call.id.clone(),
+                                    function: FunctionCall { name: call.name.clone(), arguments: call.arguments.clone() },
+                                })
+                            })
+                            .collect()
+                    }),
+                    ..Default::default()
+                })
+            }
+            ChatMessage::Tool { tool_call_id, content } => ChatCompletionRequestMessage::Tool(ChatCompletionRequestToolMessage {
+                content: ChatCompletionRequestToolMessageContent::Text(content.clone()),
+                tool_call_id: tool_call_id.clone(),
+            }),
+        })
+        .collect();
+    let tools = tools
+        .iter()
+        .map(|spec| {
+            ChatCompletionTools::Function(ChatCompletionTool {
+                function: FunctionObject {
+                    name: spec.name.to_owned(),
+                    description: Some(spec.description.to_owned()),
+                    parameters: Some(spec.parameters.clone()),
+                    strict: None,
+                },
+            })
+        })
+        .collect();
+    CreateChatCompletionRequest { model: model.to_owned(), messages, tools: Some(tools), ..Default::default() }
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ApiError,
+}
+
+#[derive(Deserialize, Default)]
+struct ApiError {
+    message: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReplyBody {
+    choices: Vec<Choice>,
+    usage: Option<ReplyUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ReplyMessage,
+}
+
+#[derive(Deserialize)]
+struct ReplyMessage {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ReplyToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ReplyToolCall {
+    #[serde(default)]
+    id: String,
+    function: ReplyFunction,
+}
+
+#[derive(Deserialize)]
+struct ReplyFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ReplyUsage {
+    #[serde(default)]
+    prompt_tokens: u32,
+    #[serde(default)]
+    completion_tokens: u32,
+    #[serde(default)]
+    total_tokens: u32,
+}
+
+fn parse_reply(text: &str) -> Result<ModelReply, String> {
+    let body: ReplyBody = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let message = body.choices.into_iter().next().ok_or("no choices")?.message;
+    let usage = body.usage.unwrap_or_default();
+    Ok(ModelReply {
+        content: message.content.filter(|c| !c.trim().is_empty()),
+        tool_calls: message
+            .tool_calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| ModelToolCall {
+                // Some servers leave ids out; the conversation needs one.
+                id: if call.id.is_empty() { format!("call_{i}") } else { call.id },
+                name: call.function.name,
+                arguments: call.function.arguments,
+            })
+            .collect(),
+        usage: Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.total_tokens,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_milliseconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
+        let mut date = HeaderMap::new();
+        date.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&date), None);
+    }
+
+    #[test]
+    fn lenient_reply_parsing() {
+        let reply = parse_reply(
+            r#"{"choices":[{"message":{"role":"assistant","content":null,
+                "tool_calls":[{"id":"c1","type":"function","function":{"name":"add_task","arguments":"{\"title\":\"x\"}"}}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(reply.tool_calls[0].name, "add_task");
+        assert_eq!(reply.usage, Usage::default());
+        assert!(parse_reply(r#"{"choices":[]}"#).is_err());
+    }
+}

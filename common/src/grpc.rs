@@ -1,0 +1,100 @@
+//! Serving a taskagent gRPC service the same way everywhere: bind first,
+//! health and reflection beside the service's own routes, server limits, and
+//! on shutdown NOT_SERVING at once, then a bounded drain of in-flight calls.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// Calls served at once over all connections; more wait for a slot.
+pub const MAX_CONCURRENT_CALLS: usize = 1024;
+/// Calls served at once on one HTTP/2 connection.
+pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = 256;
+/// Largest request accepted and response sent, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long in-flight calls may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `addr` (read from the variable `var`), with TCP_NODELAY on accepted
+/// connections, and returns the listener with the address actually bound.
+pub fn bind(addr: SocketAddr, var: &str) -> anyhow::Result<(TcpIncoming, SocketAddr)> {
+    let incoming = TcpIncoming::bind(addr)
+        .with_context(|| format!("cannot listen on {var} {addr}"))?
+        .with_nodelay(Some(true));
+    let bound = incoming.local_addr()?;
+    Ok((incoming, bound))
+}
+
+/// What [`serve`] needs to know about the service.
+pub struct ServeSpec<'a> {
+    /// Every name health answers for (`""` and the service names).
+    pub health_names: &'a [&'a str],
+    /// Encoded file descriptor sets registered for reflection v1 and v1alpha.
+    pub descriptor_sets: &'a [&'a [u8]],
+    /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
+    pub request_timeout: Duration,
+}
+
+/// Serves `routes` with health (through `reporter`) and reflection until
+/// `shutdown` resolves; then sets every health name NOT_SERVING, stops
+/// `background` (the health watcher, which would set it back), and lets
+/// in-flight calls finish for at most [`DRAIN_TIMEOUT`].
+pub async fn serve(
+    incoming: TcpIncoming,
+    mut routes: RoutesBuilder,
+    reporter: HealthReporter,
+    health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    background: tokio::task::JoinHandle<()>,
+    spec: &ServeSpec<'_>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let mut v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for set in spec.descriptor_sets {
+        v1 = v1.register_encoded_file_descriptor_set(set);
+        v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+    }
+    routes.add_service(health_service).add_service(v1.build_v1()?).add_service(v1alpha.build_v1alpha()?);
+
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .timeout(spec.request_timeout)
+        .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_CALLS))
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = serving_stopped.await;
+        });
+    tokio::pin!(server);
+
+    tokio::select! {
+        result = &mut server => {
+            background.abort();
+            return result.context("gRPC server failed");
+        }
+        () = shutdown => {}
+    }
+
+    background.abort();
+    crate::health::set_all(&reporter, spec.health_names, ServingStatus::NotServing).await;
+    tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+    let _ = stop_serving.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(result) => result.context("gRPC server failed while draining")?,
+        Err(_) => tracing::warn!(
+            timeout_s = DRAIN_TIMEOUT.as_secs(),
+            "in-flight calls did not finish in time; stopping anyway"
+        ),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
