@@ -134,10 +134,9 @@ pub fn replayable(stored: Vec<Message>) -> Vec<ChatMessage> {
     };
     for m in stored.into_iter().skip(start) {
         match Role::try_from(m.role) {
-            Ok(Role::Tool) => {
-                if open_calls.contains(&m.tool_call_id) && answered.insert(m.tool_call_id.clone()) {
-                    transcript.push(ChatMessage::Tool { tool_call_id: m.tool_call_id, content: m.content });
-                }
+            // A result answering none of the open calls (or a second answer) is dropped.
+            Ok(Role::Tool) if open_calls.contains(&m.tool_call_id) && answered.insert(m.tool_call_id.clone()) => {
+                transcript.push(ChatMessage::Tool { tool_call_id: m.tool_call_id, content: m.content });
             }
             Ok(Role::User) => {
                 close(&mut transcript, &mut open_calls, &mut answered);

@@ -1,1 +1,30 @@
-fn main() {}
+//! The agent-service binary: configuration from the environment, then serve
+//! until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use agent_service::{Application, Config};
+use taskagent_common::{shutdown_signal, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("agent-service: configuration error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&config.log_level, config.log_format);
+    let result = async {
+        let app = Application::build(config).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("agent-service failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

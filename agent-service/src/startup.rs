@@ -1,0 +1,100 @@
+//! Assembling and running agent-service: bind, pick the model, serve, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, ServeSpec};
+use taskagent_tools::GrpcTasks;
+use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::ServingStatus;
+
+use crate::agent::Agent;
+use crate::config::Config;
+use crate::grpc::AgentApi;
+use crate::health;
+use crate::llm::ChatModel;
+use crate::llm::offline::OfflineModel;
+use crate::llm::openai::OpenAiModel;
+
+/// Beyond `AGENT_TIMEOUT`, the time a Chat call may take to report the timeout.
+const RESPONSE_MARGIN: Duration = Duration::from_secs(5);
+
+/// agent-service, bound and ready to serve.
+pub struct Application {
+    incoming: TcpIncoming,
+    addr: SocketAddr,
+    tool_service: Channel,
+    agent: Arc<Agent>,
+    request_timeout: Duration,
+}
+
+impl Application {
+    /// Binds the listener and sets up the model and the tool-service channel
+    /// (connected lazily: agent-service may start before tool-service).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_model(config, None).await
+    }
+
+    /// [`Application::build`] with another model in place of the configured one.
+    pub async fn build_with_model(config: Config, model: Option<Arc<dyn ChatModel>>) -> anyhow::Result<Self> {
+        let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
+        let tool_service = Endpoint::from_shared(config.tool_service_url.clone())
+            .with_context(|| format!("TOOL_SERVICE_URL {:?} is not a valid URL", config.tool_service_url))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let model = match model {
+            Some(model) => model,
+            None => match &config.model.api_key {
+                Some(key) => Arc::new(OpenAiModel::new(&config.model, key.clone()).map_err(anyhow::Error::msg)?),
+                None => Arc::new(OfflineModel::default()) as Arc<dyn ChatModel>,
+            },
+        };
+        tracing::info!(model = %model.describe(), tool_service = %config.tool_service_url, "agent ready");
+        let agent = Agent::new(
+            model,
+            Arc::new(GrpcTasks::new(tool_service.clone())),
+            crate::history::History::new(tool_service.clone()),
+            config.agent.clone(),
+        );
+        Ok(Self {
+            incoming,
+            addr,
+            tool_service,
+            agent: Arc::new(agent),
+            request_timeout: config.agent.timeout + RESPONSE_MARGIN,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, lets
+    /// in-flight turns finish (for a bounded time) and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(
+            AgentApi::new(self.agent)
+                .into_server()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        health::set_all(&reporter, ServingStatus::NotServing).await;
+        let watcher = tokio::spawn(health::watch_tool_service(self.tool_service, reporter.clone()));
+        tracing::info!(addr = %self.addr, "agent-service serving");
+        let spec = ServeSpec {
+            health_names: &health::SERVICE_NAMES,
+            descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
+            request_timeout: self.request_timeout,
+        };
+        grpc::serve(self.incoming, routes, reporter, health_service, watcher, &spec, shutdown).await
+    }
+}
