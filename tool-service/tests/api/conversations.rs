@@ -8,7 +8,8 @@ use tonic::Code;
 
 use crate::helpers::{TestApp, as_user, assert_error};
 
-crate::on_both_backends!(
+taskagent_testkit::on_both_backends!(
+    runner = crate::helpers::run;
     a_turn_reads_back_in_order_with_tool_calls_intact,
     newest_messages_window_and_older_pages,
     another_users_conversation_is_not_found,

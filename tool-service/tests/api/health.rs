@@ -8,7 +8,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::helpers::{Proxy, TestApp, TestDatabase, as_user};
 
-crate::on_both_backends!(health_is_serving_for_every_name);
+taskagent_testkit::on_both_backends!(runner = crate::helpers::run; health_is_serving_for_every_name);
 
 async fn health_is_serving_for_every_name(app: &TestApp) {
     for name in [

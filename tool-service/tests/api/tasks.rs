@@ -10,7 +10,8 @@ use tonic::{Code, Request};
 
 use crate::helpers::{TestApp, as_user, assert_error};
 
-crate::on_both_backends!(
+taskagent_testkit::on_both_backends!(
+    runner = crate::helpers::run;
     create_get_update_complete_delete_round_trip,
     list_filters_by_status_oldest_first,
     pagination_walks_every_task_once_even_with_inserts_between_pages,

@@ -1,0 +1,136 @@
+//! Test support shared by the integration suites: throwaway SQLite and
+//! PostgreSQL databases, requests made as a user, and a macro that runs a
+//! test on both backends.
+
+#![allow(clippy::unwrap_used, reason = "test support: a failed unwrap is a failed test")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tonic::{Code, Request, Status};
+
+/// Runs each named `async fn(&App)` once on SQLite and once on PostgreSQL,
+/// as `sqlite::<name>` and `postgres::<name>`, through `runner`: an
+/// `async fn(TestDatabase, impl AsyncFnOnce(&App))` that starts the app on
+/// the database and runs the test against it.
+#[macro_export]
+macro_rules! on_both_backends {
+    (runner = $runner:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $runner($crate::TestDatabase::sqlite(), super::$name).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(db) = $crate::TestDatabase::postgres().await {
+                    $runner(db, super::$name).await;
+                }
+            })*
+        }
+    };
+}
+
+/// A throwaway database; PostgreSQL ones are dropped when this is.
+pub enum TestDatabase {
+    Sqlite { _dir: tempfile::TempDir, url: String },
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+        Self::Sqlite { _dir: dir, url }
+    }
+
+    /// A new, empty database on `TEST_DATABASE_URL`'s server, or `None` (with
+    /// a loud line) when the variable is unset.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("!!! SKIPPED: TEST_DATABASE_URL is unset, so this PostgreSQL test did not run !!!");
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "taskagent_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+        );
+        admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+        let url = with_database(&admin_url, &name);
+        Some(Self::Postgres { admin_url, name, url })
+    }
+
+    /// The `DATABASE_URL` of this database.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin_url, name, .. } = self {
+            let (admin_url, sql) = (admin_url.clone(), format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            // Drop may run while unwinding a failed test: use a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(admin(&admin_url, &sql));
+            })
+            .join();
+        }
+    }
+}
+
+async fn admin(url: &str, sql: &str) {
+    plain_client(url).await.batch_execute(sql).await.expect(sql);
+}
+
+/// A direct PostgreSQL client (no TLS) for a test's own checks.
+pub async fn plain_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL reachable");
+    tokio::spawn(connection);
+    client
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// `message` as a request made for `user` (the `x-user-id` metadata key).
+pub fn as_user<T>(user: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("x-user-id", user.parse().expect("ascii user id"));
+    request
+}
+
+/// Asserts that `result` failed with `code`, `message` and ErrorInfo `reason`.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, message: &str, reason: &str) {
+    use tonic_types::StatusExt;
+    let status = result.expect_err("call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(status.message(), message, "{status:?}");
+    let info = status.get_details_error_info().expect("ErrorInfo attached");
+    assert_eq!(info.reason, reason);
+    assert_eq!(info.domain, "taskagent.v1");
+}
