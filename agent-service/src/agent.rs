@@ -55,8 +55,16 @@ pub struct TurnOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Conversation(i64),
-    ToolCallStarted { id: String, tool: String, args: Value },
-    ToolCallFinished { id: String, tool: String, result: Value },
+    ToolCallStarted {
+        id: String,
+        tool: String,
+        args: Value,
+    },
+    ToolCallFinished {
+        id: String,
+        tool: String,
+        result: Value,
+    },
     Text(String),
 }
 
@@ -70,8 +78,19 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(model: Arc<dyn ChatModel>, tasks: Arc<dyn TaskBackend>, history: History, settings: AgentSettings) -> Self {
-        Self { model, tasks, history, settings, tools: taskagent_tools::specs() }
+    pub fn new(
+        model: Arc<dyn ChatModel>,
+        tasks: Arc<dyn TaskBackend>,
+        history: History,
+        settings: AgentSettings,
+    ) -> Self {
+        Self {
+            model,
+            tasks,
+            history,
+            settings,
+            tools: taskagent_tools::specs(),
+        }
     }
 
     /// Checks a user's message: 1 to 4000 characters, not blank.
@@ -98,20 +117,39 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         let out_of_time = |_| AgentError::Timeout(timeout);
 
-        let conversation_id = tokio::time::timeout_at(deadline.into(), self.history.open(user, conversation_id, message))
-            .await
-            .map_err(out_of_time)??;
+        let conversation_id = tokio::time::timeout_at(
+            deadline.into(),
+            self.history.open(user, conversation_id, message),
+        )
+        .await
+        .map_err(out_of_time)??;
         on_event(Event::Conversation(conversation_id));
-        let turn = Turn { agent: self, user, conversation_id, deadline, on_event };
+        let turn = Turn {
+            agent: self,
+            user,
+            conversation_id,
+            deadline,
+            on_event,
+        };
         let outcome = match tokio::time::timeout_at(deadline.into(), turn.run(message)).await {
             Ok(outcome) => outcome,
             Err(elapsed) => Err(out_of_time(elapsed)),
         };
         if let Err(error) = &outcome {
             tracing::warn!(conversation.id = conversation_id, error = %error, "turn failed");
-            let record = self.history.append(user, conversation_id, history::message(Role::Error, error.public_message()));
-            if !matches!(tokio::time::timeout(FAILURE_RECORD_TIMEOUT, record).await, Ok(Ok(()))) {
-                tracing::warn!(conversation.id = conversation_id, "could not record the failure on the conversation");
+            let record = self.history.append(
+                user,
+                conversation_id,
+                history::message(Role::Error, error.public_message()),
+            );
+            if !matches!(
+                tokio::time::timeout(FAILURE_RECORD_TIMEOUT, record).await,
+                Ok(Ok(()))
+            ) {
+                tracing::warn!(
+                    conversation.id = conversation_id,
+                    "could not record the failure on the conversation"
+                );
             }
         }
         outcome
@@ -130,8 +168,18 @@ struct Turn<'a> {
 impl Turn<'_> {
     async fn run(&self, message: &str) -> Result<TurnOutcome, AgentError> {
         let agent = self.agent;
-        let stored = agent.history.recent(self.user, self.conversation_id, agent.settings.history).await?;
-        agent.history.append(self.user, self.conversation_id, history::message(Role::User, message)).await?;
+        let stored = agent
+            .history
+            .recent(self.user, self.conversation_id, agent.settings.history)
+            .await?;
+        agent
+            .history
+            .append(
+                self.user,
+                self.conversation_id,
+                history::message(Role::User, message),
+            )
+            .await?;
 
         let mut transcript = vec![ChatMessage::System(SYSTEM_PROMPT.to_owned())];
         transcript.extend(history::replayable(stored));
@@ -148,15 +196,31 @@ impl Turn<'_> {
             usage += reply.usage;
             if reply.tool_calls.is_empty() {
                 let response = reply.content.unwrap_or_default();
-                self.record(history::message(Role::Assistant, response.clone())).await;
+                self.record(history::message(Role::Assistant, response.clone()))
+                    .await;
                 (self.on_event)(Event::Text(response.clone()));
                 return Ok(self.outcome(response, records, usage));
             }
-            self.record(history::assistant_with_calls(reply.content.as_deref(), &reply.tool_calls)).await;
-            transcript.push(ChatMessage::Assistant { content: reply.content, tool_calls: reply.tool_calls.clone() });
+            self.record(history::assistant_with_calls(
+                reply.content.as_deref(),
+                &reply.tool_calls,
+            ))
+            .await;
+            transcript.push(ChatMessage::Assistant {
+                content: reply.content,
+                tool_calls: reply.tool_calls.clone(),
+            });
             for (call, result) in self.run_tools(reply.tool_calls).await {
-                transcript.push(ChatMessage::Tool { tool_call_id: call.id.clone(), content: result.to_string() });
-                records.push(ToolCallRecord { args: arguments_json(&call.arguments), id: call.id, tool: call.name, result });
+                transcript.push(ChatMessage::Tool {
+                    tool_call_id: call.id.clone(),
+                    content: result.to_string(),
+                });
+                records.push(ToolCallRecord {
+                    args: arguments_json(&call.arguments),
+                    id: call.id,
+                    tool: call.name,
+                    result,
+                });
             }
         }
 
@@ -165,7 +229,8 @@ impl Turn<'_> {
              please check your tasks and try a simpler request.",
             agent.settings.max_turns
         );
-        self.record(history::message(Role::Assistant, response.clone())).await;
+        self.record(history::message(Role::Assistant, response.clone()))
+            .await;
         (self.on_event)(Event::Text(response.clone()));
         Ok(self.outcome(response, records, usage))
     }
@@ -184,8 +249,14 @@ impl Turn<'_> {
             .map(|call| async move {
                 let request_id = request_id(self.conversation_id, &call);
                 let started = Instant::now();
-                let result =
-                    taskagent_tools::run(&*self.agent.tasks, self.user, &call.name, &call.arguments, &request_id).await;
+                let result = taskagent_tools::run(
+                    &*self.agent.tasks,
+                    self.user,
+                    &call.name,
+                    &call.arguments,
+                    &request_id,
+                )
+                .await;
                 tracing::info!(
                     tool.name = %call.name,
                     conversation.id = self.conversation_id,
@@ -193,8 +264,13 @@ impl Turn<'_> {
                     duration_ms = started.elapsed().as_millis() as u64,
                     "tool call"
                 );
-                self.record(history::tool_result(&call.id, &result.to_string())).await;
-                (self.on_event)(Event::ToolCallFinished { id: call.id.clone(), tool: call.name.clone(), result: result.clone() });
+                self.record(history::tool_result(&call.id, &result.to_string()))
+                    .await;
+                (self.on_event)(Event::ToolCallFinished {
+                    id: call.id.clone(),
+                    tool: call.name.clone(),
+                    result: result.clone(),
+                });
                 (call, result)
             })
             .buffered(PARALLEL_TOOL_CALLS)
@@ -205,13 +281,28 @@ impl Turn<'_> {
     /// Stores a message of the turn. A failure here does not end the turn:
     /// the user still gets the answer, and the log says what was not stored.
     async fn record(&self, message: taskagent_proto::Message) {
-        if let Err(error) = self.agent.history.append(self.user, self.conversation_id, message).await {
+        if let Err(error) = self
+            .agent
+            .history
+            .append(self.user, self.conversation_id, message)
+            .await
+        {
             tracing::warn!(conversation.id = self.conversation_id, %error, "could not store a message of the turn");
         }
     }
 
-    fn outcome(&self, response: String, tool_calls: Vec<ToolCallRecord>, usage: Usage) -> TurnOutcome {
-        TurnOutcome { conversation_id: self.conversation_id, response, tool_calls, usage }
+    fn outcome(
+        &self,
+        response: String,
+        tool_calls: Vec<ToolCallRecord>,
+        usage: Usage,
+    ) -> TurnOutcome {
+        TurnOutcome {
+            conversation_id: self.conversation_id,
+            response,
+            tool_calls,
+            usage,
+        }
     }
 }
 
@@ -239,18 +330,33 @@ mod tests {
 
     #[test]
     fn request_ids_fit_and_follow_the_arguments() {
-        let call = |id: &str, args: &str| ModelToolCall { id: id.into(), name: "add_task".into(), arguments: args.into() };
+        let call = |id: &str, args: &str| ModelToolCall {
+            id: id.into(),
+            name: "add_task".into(),
+            arguments: args.into(),
+        };
         let a = request_id(7, &call("call_0", r#"{"title":"a"}"#));
         assert_eq!(a, request_id(7, &call("call_0", r#"{"title":"a"}"#)));
         assert_ne!(a, request_id(7, &call("call_0", r#"{"title":"b"}"#)));
         assert_ne!(a, request_id(8, &call("call_0", r#"{"title":"a"}"#)));
-        assert!(request_id(i64::MAX, &call(&"x".repeat(500), "{}")).chars().count() <= 128);
+        assert!(
+            request_id(i64::MAX, &call(&"x".repeat(500), "{}"))
+                .chars()
+                .count()
+                <= 128
+        );
     }
 
     #[test]
     fn messages_are_checked() {
-        assert!(matches!(Agent::check_message("  "), Err(AgentError::MessageRequired)));
-        assert!(matches!(Agent::check_message(&"é".repeat(4001)), Err(AgentError::MessageTooLong)));
+        assert!(matches!(
+            Agent::check_message("  "),
+            Err(AgentError::MessageRequired)
+        ));
+        assert!(matches!(
+            Agent::check_message(&"é".repeat(4001)),
+            Err(AgentError::MessageTooLong)
+        ));
         assert!(Agent::check_message(&"é".repeat(4000)).is_ok());
     }
 }

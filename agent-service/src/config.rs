@@ -74,7 +74,10 @@ impl Config {
         let env = Env(&lookup);
         let base_url = env.string("OPENAI_BASE_URL", "https://api.openai.com/v1");
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ConfigError::new("OPENAI_BASE_URL", "must start with http:// or https://"));
+            return Err(ConfigError::new(
+                "OPENAI_BASE_URL",
+                "must start with http:// or https://",
+            ));
         }
         let max_turns: u32 = env.parse("AGENT_MAX_TURNS", "10")?;
         if max_turns == 0 {
@@ -107,7 +110,9 @@ mod tests {
 
     #[test]
     fn defaults_and_secret_hiding() {
-        let config = Config::from_lookup(|name| (name == "OPENAI_API_KEY").then(|| "sk-secret".to_owned())).unwrap();
+        let config =
+            Config::from_lookup(|name| (name == "OPENAI_API_KEY").then(|| "sk-secret".to_owned()))
+                .unwrap();
         assert_eq!(config.addr.to_string(), "127.0.0.1:50052");
         assert_eq!(config.tool_service_url, "http://127.0.0.1:50051");
         assert_eq!((config.agent.max_turns, config.agent.history), (10, 20));

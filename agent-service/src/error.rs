@@ -55,7 +55,9 @@ impl AgentError {
             Self::Model(error) => match error {
                 ModelError::QuotaExhausted => (Code::ResourceExhausted, "MODEL_QUOTA_EXHAUSTED"),
                 ModelError::RateLimited => (Code::ResourceExhausted, "MODEL_RATE_LIMITED"),
-                ModelError::AuthenticationFailed => (Code::Unavailable, "MODEL_AUTHENTICATION_FAILED"),
+                ModelError::AuthenticationFailed => {
+                    (Code::Unavailable, "MODEL_AUTHENTICATION_FAILED")
+                }
                 ModelError::Unavailable(_) => (Code::Unavailable, "MODEL_UNAVAILABLE"),
                 ModelError::Rejected(_) => (Code::Internal, "MODEL_REJECTED_REQUEST"),
                 ModelError::OutOfTime => (Code::DeadlineExceeded, "AGENT_TIMEOUT"),

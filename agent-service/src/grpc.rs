@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use taskagent_proto::agent_service_server::{AgentService, AgentServiceServer};
 use taskagent_proto::{
-    ChatEvent, ChatRequest, ChatResponse, TokenUsage, ToolCallFinished, ToolCallRecord as WireRecord, ToolCallStarted,
-    chat_event,
+    ChatEvent, ChatRequest, ChatResponse, TokenUsage, ToolCallFinished,
+    ToolCallRecord as WireRecord, ToolCallStarted, chat_event,
 };
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
@@ -49,7 +49,11 @@ impl From<TurnOutcome> for ChatResponse {
             tool_calls: outcome
                 .tool_calls
                 .into_iter()
-                .map(|r| WireRecord { tool: r.tool, args_json: r.args.to_string(), result_json: r.result.to_string() })
+                .map(|r| WireRecord {
+                    tool: r.tool,
+                    args_json: r.args.to_string(),
+                    result_json: r.result.to_string(),
+                })
                 .collect(),
             usage: Some(TokenUsage {
                 prompt_tokens: outcome.usage.prompt_tokens,
@@ -64,11 +68,17 @@ impl From<Event> for chat_event::Event {
     fn from(event: Event) -> Self {
         match event {
             Event::Conversation(id) => Self::ConversationId(id),
-            Event::ToolCallStarted { id, tool, args } => {
-                Self::ToolCallStarted(ToolCallStarted { id, tool, args_json: args.to_string() })
-            }
+            Event::ToolCallStarted { id, tool, args } => Self::ToolCallStarted(ToolCallStarted {
+                id,
+                tool,
+                args_json: args.to_string(),
+            }),
             Event::ToolCallFinished { id, tool, result } => {
-                Self::ToolCallFinished(ToolCallFinished { id, tool, result_json: result.to_string() })
+                Self::ToolCallFinished(ToolCallFinished {
+                    id,
+                    tool,
+                    result_json: result.to_string(),
+                })
             }
             Event::Text(text) => Self::Text(text),
         }
@@ -80,13 +90,19 @@ impl AgentService for AgentApi {
     async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<ChatResponse>, Status> {
         let user = caller(&request)?;
         let req = request.into_inner();
-        let outcome = self.agent.chat(&user, req.conversation_id, &req.message, &|_| {}).await?;
+        let outcome = self
+            .agent
+            .chat(&user, req.conversation_id, &req.message, &|_| {})
+            .await?;
         Ok(Response::new(outcome.into()))
     }
 
     type StreamChatStream = UnboundedReceiverStream<Result<ChatEvent, Status>>;
 
-    async fn stream_chat(&self, request: Request<ChatRequest>) -> Result<Response<Self::StreamChatStream>, Status> {
+    async fn stream_chat(
+        &self,
+        request: Request<ChatRequest>,
+    ) -> Result<Response<Self::StreamChatStream>, Status> {
         let user = caller(&request)?;
         let req = request.into_inner();
         Agent::check_message(&req.message)?;
@@ -97,10 +113,17 @@ impl AgentService for AgentApi {
         tokio::spawn(async move {
             let events = sender.clone();
             let on_event = move |event: Event| {
-                let _ = events.send(Ok(ChatEvent { event: Some(event.into()) }));
+                let _ = events.send(Ok(ChatEvent {
+                    event: Some(event.into()),
+                }));
             };
-            let last = match agent.chat(&user, req.conversation_id, &req.message, &on_event).await {
-                Ok(outcome) => Ok(ChatEvent { event: Some(chat_event::Event::Done(outcome.into())) }),
+            let last = match agent
+                .chat(&user, req.conversation_id, &req.message, &on_event)
+                .await
+            {
+                Ok(outcome) => Ok(ChatEvent {
+                    event: Some(chat_event::Event::Done(outcome.into())),
+                }),
                 Err(error) => Err(Status::from(error)),
             };
             let _ = sender.send(last);

@@ -29,7 +29,9 @@ pub async fn watch_tool_service(channel: Channel, reporter: HealthReporter) {
     let mut client = HealthClient::new(channel);
     let mut serving = false;
     loop {
-        let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
         request.set_timeout(CHECK_TIMEOUT);
         let healthy = matches!(
             tokio::time::timeout(CHECK_TIMEOUT, client.check(request)).await,

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::{
-    AppendMessagesRequest, CreateConversationRequest, GetConversationRequest, ListMessagesRequest, Message, Role,
-    ToolCall,
+    AppendMessagesRequest, CreateConversationRequest, GetConversationRequest, ListMessagesRequest,
+    Message, Role, ToolCall,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -18,7 +18,8 @@ use crate::llm::{ChatMessage, ModelToolCall};
 
 /// Result text for a tool call whose result was never recorded (the turn
 /// stopped in between); the model needs one answer per call.
-pub const MISSING_RESULT: &str = r#"{"status": "error", "error": "No result was recorded for this call"}"#;
+pub const MISSING_RESULT: &str =
+    r#"{"status": "error", "error": "No result was recorded for this call"}"#;
 
 /// Longest conversation title taken from the first message.
 const TITLE_CHARS: usize = 60;
@@ -31,7 +32,10 @@ pub struct History {
 
 fn as_user<T>(user: &str, message: T) -> Result<Request<T>, AgentError> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("x-user-id", user.parse().map_err(|_| AgentError::Unauthenticated)?);
+    request.metadata_mut().insert(
+        "x-user-id",
+        user.parse().map_err(|_| AgentError::Unauthenticated)?,
+    );
     Ok(request)
 }
 
@@ -51,45 +55,94 @@ fn history_error(status: Status) -> AgentError {
 
 impl History {
     pub fn new(channel: Channel) -> Self {
-        Self { client: ConversationServiceClient::new(channel) }
+        Self {
+            client: ConversationServiceClient::new(channel),
+        }
     }
 
     /// Checks that `id` is one of `user`'s conversations, or starts a new one
     /// titled after `first_message`.
-    pub async fn open(&self, user: &str, id: Option<i64>, first_message: &str) -> Result<i64, AgentError> {
+    pub async fn open(
+        &self,
+        user: &str,
+        id: Option<i64>,
+        first_message: &str,
+    ) -> Result<i64, AgentError> {
         let mut client = self.client.clone();
         let conversation = match id {
-            Some(id) => client.get_conversation(as_user(user, GetConversationRequest { id })?).await,
+            Some(id) => {
+                client
+                    .get_conversation(as_user(user, GetConversationRequest { id })?)
+                    .await
+            }
             None => {
                 let title: String = first_message.trim().chars().take(TITLE_CHARS).collect();
-                client.create_conversation(as_user(user, CreateConversationRequest { title })?).await
+                client
+                    .create_conversation(as_user(user, CreateConversationRequest { title })?)
+                    .await
             }
         };
         Ok(conversation.map_err(history_error)?.into_inner().id)
     }
 
     /// The newest `limit` messages, oldest first.
-    pub async fn recent(&self, user: &str, conversation_id: i64, limit: u32) -> Result<Vec<Message>, AgentError> {
+    pub async fn recent(
+        &self,
+        user: &str,
+        conversation_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, AgentError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let page_size = i32::try_from(limit).unwrap_or(i32::MAX);
-        let request = as_user(user, ListMessagesRequest { conversation_id, page_size, page_token: String::new() })?;
-        let response = self.client.clone().list_messages(request).await.map_err(history_error)?;
+        let request = as_user(
+            user,
+            ListMessagesRequest {
+                conversation_id,
+                page_size,
+                page_token: String::new(),
+            },
+        )?;
+        let response = self
+            .client
+            .clone()
+            .list_messages(request)
+            .await
+            .map_err(history_error)?;
         Ok(response.into_inner().messages)
     }
 
     /// Appends one message.
-    pub async fn append(&self, user: &str, conversation_id: i64, message: Message) -> Result<(), AgentError> {
-        let request = as_user(user, AppendMessagesRequest { conversation_id, messages: vec![message] })?;
-        self.client.clone().append_messages(request).await.map_err(history_error)?;
+    pub async fn append(
+        &self,
+        user: &str,
+        conversation_id: i64,
+        message: Message,
+    ) -> Result<(), AgentError> {
+        let request = as_user(
+            user,
+            AppendMessagesRequest {
+                conversation_id,
+                messages: vec![message],
+            },
+        )?;
+        self.client
+            .clone()
+            .append_messages(request)
+            .await
+            .map_err(history_error)?;
         Ok(())
     }
 }
 
 /// A stored message for `role` with `content`.
 pub fn message(role: Role, content: impl Into<String>) -> Message {
-    Message { role: role.into(), content: content.into(), ..Default::default() }
+    Message {
+        role: role.into(),
+        content: content.into(),
+        ..Default::default()
+    }
 }
 
 /// The stored form of a model reply with tool calls.
@@ -99,7 +152,11 @@ pub fn assistant_with_calls(content: Option<&str>, calls: &[ModelToolCall]) -> M
         content: content.unwrap_or_default().to_owned(),
         tool_calls: calls
             .iter()
-            .map(|c| ToolCall { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments.clone() })
+            .map(|c| ToolCall {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                arguments: c.arguments.clone(),
+            })
             .collect(),
         ..Default::default()
     }
@@ -120,14 +177,22 @@ pub fn tool_result(tool_call_id: &str, result: &str) -> Message {
 /// every tool call has exactly one result right after its assistant message,
 /// and error and system records are left out.
 pub fn replayable(stored: Vec<Message>) -> Vec<ChatMessage> {
-    let start = stored.iter().position(|m| m.role == i32::from(Role::User)).unwrap_or(stored.len());
+    let start = stored
+        .iter()
+        .position(|m| m.role == i32::from(Role::User))
+        .unwrap_or(stored.len());
     let mut transcript = Vec::new();
     let mut open_calls: Vec<String> = Vec::new();
     let mut answered: HashSet<String> = HashSet::new();
-    let close = |transcript: &mut Vec<ChatMessage>, open: &mut Vec<String>, answered: &mut HashSet<String>| {
+    let close = |transcript: &mut Vec<ChatMessage>,
+                 open: &mut Vec<String>,
+                 answered: &mut HashSet<String>| {
         for id in open.drain(..) {
             if !answered.contains(&id) {
-                transcript.push(ChatMessage::Tool { tool_call_id: id, content: MISSING_RESULT.to_owned() });
+                transcript.push(ChatMessage::Tool {
+                    tool_call_id: id,
+                    content: MISSING_RESULT.to_owned(),
+                });
             }
         }
         answered.clear();
@@ -135,8 +200,14 @@ pub fn replayable(stored: Vec<Message>) -> Vec<ChatMessage> {
     for m in stored.into_iter().skip(start) {
         match Role::try_from(m.role) {
             // A result answering none of the open calls (or a second answer) is dropped.
-            Ok(Role::Tool) if open_calls.contains(&m.tool_call_id) && answered.insert(m.tool_call_id.clone()) => {
-                transcript.push(ChatMessage::Tool { tool_call_id: m.tool_call_id, content: m.content });
+            Ok(Role::Tool)
+                if open_calls.contains(&m.tool_call_id)
+                    && answered.insert(m.tool_call_id.clone()) =>
+            {
+                transcript.push(ChatMessage::Tool {
+                    tool_call_id: m.tool_call_id,
+                    content: m.content,
+                });
             }
             Ok(Role::User) => {
                 close(&mut transcript, &mut open_calls, &mut answered);
@@ -147,11 +218,18 @@ pub fn replayable(stored: Vec<Message>) -> Vec<ChatMessage> {
                 let tool_calls: Vec<ModelToolCall> = m
                     .tool_calls
                     .into_iter()
-                    .map(|c| ModelToolCall { id: c.id, name: c.name, arguments: c.arguments })
+                    .map(|c| ModelToolCall {
+                        id: c.id,
+                        name: c.name,
+                        arguments: c.arguments,
+                    })
                     .collect();
                 open_calls = tool_calls.iter().map(|c| c.id.clone()).collect();
                 let content = Some(m.content).filter(|c| !c.is_empty());
-                transcript.push(ChatMessage::Assistant { content, tool_calls });
+                transcript.push(ChatMessage::Assistant {
+                    content,
+                    tool_calls,
+                });
             }
             // Errors are for the user's eyes; the system prompt is always fresh.
             _ => {}
@@ -166,7 +244,11 @@ mod tests {
     use super::*;
 
     fn call(id: &str) -> ModelToolCall {
-        ModelToolCall { id: id.into(), name: "add_task".into(), arguments: "{}".into() }
+        ModelToolCall {
+            id: id.into(),
+            name: "add_task".into(),
+            arguments: "{}".into(),
+        }
     }
 
     #[test]
@@ -179,7 +261,13 @@ mod tests {
         ];
         assert_eq!(
             replayable(stored),
-            vec![ChatMessage::User("hi".into()), ChatMessage::Assistant { content: Some("hello".into()), tool_calls: vec![] }]
+            vec![
+                ChatMessage::User("hi".into()),
+                ChatMessage::Assistant {
+                    content: Some("hello".into()),
+                    tool_calls: vec![]
+                }
+            ]
         );
     }
 
@@ -197,9 +285,18 @@ mod tests {
             replayable(stored),
             vec![
                 ChatMessage::User("add two".into()),
-                ChatMessage::Assistant { content: None, tool_calls: vec![call("c1"), call("c2")] },
-                ChatMessage::Tool { tool_call_id: "c2".into(), content: r#"{"ok":2}"#.into() },
-                ChatMessage::Tool { tool_call_id: "c1".into(), content: MISSING_RESULT.into() },
+                ChatMessage::Assistant {
+                    content: None,
+                    tool_calls: vec![call("c1"), call("c2")]
+                },
+                ChatMessage::Tool {
+                    tool_call_id: "c2".into(),
+                    content: r#"{"ok":2}"#.into()
+                },
+                ChatMessage::Tool {
+                    tool_call_id: "c1".into(),
+                    content: MISSING_RESULT.into()
+                },
                 ChatMessage::User("again".into()),
             ]
         );

@@ -41,17 +41,27 @@ impl Application {
     }
 
     /// [`Application::build`] with another model in place of the configured one.
-    pub async fn build_with_model(config: Config, model: Option<Arc<dyn ChatModel>>) -> anyhow::Result<Self> {
+    pub async fn build_with_model(
+        config: Config,
+        model: Option<Arc<dyn ChatModel>>,
+    ) -> anyhow::Result<Self> {
         let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
         let tool_service = Endpoint::from_shared(config.tool_service_url.clone())
-            .with_context(|| format!("TOOL_SERVICE_URL {:?} is not a valid URL", config.tool_service_url))?
+            .with_context(|| {
+                format!(
+                    "TOOL_SERVICE_URL {:?} is not a valid URL",
+                    config.tool_service_url
+                )
+            })?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect_lazy();
         let model = match model {
             Some(model) => model,
             None => match &config.model.api_key {
-                Some(key) => Arc::new(OpenAiModel::new(&config.model, key.clone()).map_err(anyhow::Error::msg)?),
+                Some(key) => Arc::new(
+                    OpenAiModel::new(&config.model, key.clone()).map_err(anyhow::Error::msg)?,
+                ),
                 None => Arc::new(OfflineModel::default()) as Arc<dyn ChatModel>,
             },
         };
@@ -88,13 +98,25 @@ impl Application {
         );
         let (reporter, health_service) = tonic_health::server::health_reporter();
         health::set_all(&reporter, ServingStatus::NotServing).await;
-        let watcher = tokio::spawn(health::watch_tool_service(self.tool_service, reporter.clone()));
+        let watcher = tokio::spawn(health::watch_tool_service(
+            self.tool_service,
+            reporter.clone(),
+        ));
         tracing::info!(addr = %self.addr, "agent-service serving");
         let spec = ServeSpec {
             health_names: &health::SERVICE_NAMES,
             descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
             request_timeout: self.request_timeout,
         };
-        grpc::serve(self.incoming, routes, reporter, health_service, watcher, &spec, shutdown).await
+        grpc::serve(
+            self.incoming,
+            routes,
+            reporter,
+            health_service,
+            watcher,
+            &spec,
+            shutdown,
+        )
+        .await
     }
 }

@@ -50,7 +50,9 @@ pub async fn serve(
     incoming: TcpIncoming,
     mut routes: RoutesBuilder,
     reporter: HealthReporter,
-    health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
     background: tokio::task::JoinHandle<()>,
     spec: &ServeSpec<'_>,
     shutdown: impl Future<Output = ()>,
@@ -63,13 +65,18 @@ pub async fn serve(
         v1 = v1.register_encoded_file_descriptor_set(set);
         v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
     }
-    routes.add_service(health_service).add_service(v1.build_v1()?).add_service(v1alpha.build_v1alpha()?);
+    routes
+        .add_service(health_service)
+        .add_service(v1.build_v1()?)
+        .add_service(v1alpha.build_v1alpha()?);
 
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .timeout(spec.request_timeout)
         .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_CALLS))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_CALLS,
+        ))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, async {
             let _ = serving_stopped.await;

@@ -3,8 +3,8 @@
 
 use taskagent_proto::task_service_client::TaskServiceClient;
 use taskagent_proto::{
-    CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, ListTasksRequest, ListTasksResponse, Task,
-    TaskStatusFilter, UpdateTaskRequest,
+    CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, ListTasksRequest, ListTasksResponse,
+    Task, TaskStatusFilter, UpdateTaskRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -22,7 +22,12 @@ pub trait TaskBackend: Send + Sync {
         description: Option<String>,
         request_id: String,
     ) -> Result<Task, ToolError>;
-    async fn list_tasks(&self, user: &str, status: TaskStatusFilter, page_token: String) -> Result<ListTasksResponse, ToolError>;
+    async fn list_tasks(
+        &self,
+        user: &str,
+        status: TaskStatusFilter,
+        page_token: String,
+    ) -> Result<ListTasksResponse, ToolError>;
     async fn complete_task(&self, user: &str, id: i64) -> Result<Task, ToolError>;
     async fn delete_task(&self, user: &str, id: i64) -> Result<Task, ToolError>;
     async fn update_task(
@@ -42,14 +47,18 @@ pub struct GrpcTasks {
 
 impl GrpcTasks {
     pub fn new(channel: Channel) -> Self {
-        Self { client: TaskServiceClient::new(channel) }
+        Self {
+            client: TaskServiceClient::new(channel),
+        }
     }
 }
 
 /// `message` as a request made for `user`.
 fn as_user<T>(user: &str, message: T) -> Result<Request<T>, ToolError> {
     let mut request = Request::new(message);
-    let value = user.parse().map_err(|_| ToolError("Invalid user identity".to_owned()))?;
+    let value = user
+        .parse()
+        .map_err(|_| ToolError("Invalid user identity".to_owned()))?;
     request.metadata_mut().insert("x-user-id", value);
     Ok(request)
 }
@@ -74,26 +83,65 @@ impl TaskBackend for GrpcTasks {
         description: Option<String>,
         request_id: String,
     ) -> Result<Task, ToolError> {
-        let request = as_user(user, CreateTaskRequest { title, description, request_id })?;
-        let response = self.client.clone().create_task(request).await.map_err(tool_error)?;
+        let request = as_user(
+            user,
+            CreateTaskRequest {
+                title,
+                description,
+                request_id,
+            },
+        )?;
+        let response = self
+            .client
+            .clone()
+            .create_task(request)
+            .await
+            .map_err(tool_error)?;
         Ok(response.into_inner())
     }
 
-    async fn list_tasks(&self, user: &str, status: TaskStatusFilter, page_token: String) -> Result<ListTasksResponse, ToolError> {
-        let request = as_user(user, ListTasksRequest { page_size: 100, page_token, status: status.into() })?;
-        let response = self.client.clone().list_tasks(request).await.map_err(tool_error)?;
+    async fn list_tasks(
+        &self,
+        user: &str,
+        status: TaskStatusFilter,
+        page_token: String,
+    ) -> Result<ListTasksResponse, ToolError> {
+        let request = as_user(
+            user,
+            ListTasksRequest {
+                page_size: 100,
+                page_token,
+                status: status.into(),
+            },
+        )?;
+        let response = self
+            .client
+            .clone()
+            .list_tasks(request)
+            .await
+            .map_err(tool_error)?;
         Ok(response.into_inner())
     }
 
     async fn complete_task(&self, user: &str, id: i64) -> Result<Task, ToolError> {
         let request = as_user(user, CompleteTaskRequest { id })?;
-        let response = self.client.clone().complete_task(request).await.map_err(tool_error)?;
+        let response = self
+            .client
+            .clone()
+            .complete_task(request)
+            .await
+            .map_err(tool_error)?;
         Ok(response.into_inner())
     }
 
     async fn delete_task(&self, user: &str, id: i64) -> Result<Task, ToolError> {
         let request = as_user(user, DeleteTaskRequest { id })?;
-        let response = self.client.clone().delete_task(request).await.map_err(tool_error)?;
+        let response = self
+            .client
+            .clone()
+            .delete_task(request)
+            .await
+            .map_err(tool_error)?;
         Ok(response.into_inner())
     }
 
@@ -104,8 +152,20 @@ impl TaskBackend for GrpcTasks {
         title: Option<String>,
         description: Option<String>,
     ) -> Result<Task, ToolError> {
-        let request = as_user(user, UpdateTaskRequest { id, title, description })?;
-        let response = self.client.clone().update_task(request).await.map_err(tool_error)?;
+        let request = as_user(
+            user,
+            UpdateTaskRequest {
+                id,
+                title,
+                description,
+            },
+        )?;
+        let response = self
+            .client
+            .clone()
+            .update_task(request)
+            .await
+            .map_err(tool_error)?;
         Ok(response.into_inner())
     }
 }

@@ -30,7 +30,8 @@ pub struct ToolSpec {
 
 /// The tools, in the order they are offered.
 pub fn specs() -> Vec<ToolSpec> {
-    let task_id = json!({"type": "integer", "description": "The task's id, as list_tasks shows it."});
+    let task_id =
+        json!({"type": "integer", "description": "The task's id, as list_tasks shows it."});
     vec![
         ToolSpec {
             name: "add_task",
@@ -96,11 +97,24 @@ pub fn specs() -> Vec<ToolSpec> {
 /// A tool call with its arguments parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolCall {
-    AddTask { title: String, description: Option<String> },
-    ListTasks { status: TaskStatusFilter },
-    CompleteTask { task_id: i64 },
-    DeleteTask { task_id: i64 },
-    UpdateTask { task_id: i64, title: Option<String>, description: Option<String> },
+    AddTask {
+        title: String,
+        description: Option<String>,
+    },
+    ListTasks {
+        status: TaskStatusFilter,
+    },
+    CompleteTask {
+        task_id: i64,
+    },
+    DeleteTask {
+        task_id: i64,
+    },
+    UpdateTask {
+        task_id: i64,
+        title: Option<String>,
+        description: Option<String>,
+    },
 }
 
 /// Why a call could not run; its text goes back to the model.
@@ -125,7 +139,11 @@ enum TaskId {
 fn task_id(id: TaskId) -> Result<i64, String> {
     match id {
         TaskId::Number(n) => Ok(n),
-        TaskId::Text(text) => text.trim().trim_start_matches('#').parse().map_err(|_| "task_id must be an integer".to_owned()),
+        TaskId::Text(text) => text
+            .trim()
+            .trim_start_matches('#')
+            .parse()
+            .map_err(|_| "task_id must be an integer".to_owned()),
     }
 }
 
@@ -159,11 +177,17 @@ impl ToolCall {
     /// sent (blank means no arguments). Unknown fields such as `user_id` are
     /// ignored.
     pub fn parse(name: &str, arguments: &str) -> Result<Self, ToolError> {
-        let arguments = if arguments.trim().is_empty() { "{}" } else { arguments };
+        let arguments = if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
         let value: Value = serde_json::from_str(arguments)
             .map_err(|_| ToolError(format!("Invalid arguments for {name}: not valid JSON")))?;
         if !value.is_object() {
-            return Err(ToolError(format!("Invalid arguments for {name}: expected a JSON object")));
+            return Err(ToolError(format!(
+                "Invalid arguments for {name}: expected a JSON object"
+            )));
         }
         let invalid = |reason: String| ToolError(format!("Invalid arguments for {name}: {reason}"));
         fn args<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
@@ -172,29 +196,50 @@ impl ToolCall {
         match name {
             "add_task" => {
                 let a: AddTaskArgs = args(value).map_err(invalid)?;
-                Ok(Self::AddTask { title: a.title, description: a.description })
+                Ok(Self::AddTask {
+                    title: a.title,
+                    description: a.description,
+                })
             }
             "list_tasks" => {
                 let a: ListTasksArgs = args(value).map_err(invalid)?;
-                let status = match a.status.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+                let status = match a
+                    .status
+                    .as_deref()
+                    .map(str::trim)
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
                     None | Some("" | "all") => TaskStatusFilter::All,
                     Some("pending") => TaskStatusFilter::Pending,
                     Some("completed") => TaskStatusFilter::Completed,
-                    Some(_) => return Err(invalid("status must be all, pending or completed".to_owned())),
+                    Some(_) => {
+                        return Err(invalid(
+                            "status must be all, pending or completed".to_owned(),
+                        ));
+                    }
                 };
                 Ok(Self::ListTasks { status })
             }
             "complete_task" => {
                 let a: TaskIdArgs = args(value).map_err(invalid)?;
-                Ok(Self::CompleteTask { task_id: task_id(a.task_id).map_err(invalid)? })
+                Ok(Self::CompleteTask {
+                    task_id: task_id(a.task_id).map_err(invalid)?,
+                })
             }
             "delete_task" => {
                 let a: TaskIdArgs = args(value).map_err(invalid)?;
-                Ok(Self::DeleteTask { task_id: task_id(a.task_id).map_err(invalid)? })
+                Ok(Self::DeleteTask {
+                    task_id: task_id(a.task_id).map_err(invalid)?,
+                })
             }
             "update_task" => {
                 let a: UpdateTaskArgs = args(value).map_err(invalid)?;
-                Ok(Self::UpdateTask { task_id: task_id(a.task_id).map_err(invalid)?, title: a.title, description: a.description })
+                Ok(Self::UpdateTask {
+                    task_id: task_id(a.task_id).map_err(invalid)?,
+                    title: a.title,
+                    description: a.description,
+                })
             }
             other => Err(ToolError(format!("Unknown tool: {other}"))),
         }
@@ -206,18 +251,31 @@ pub const LIST_LIMIT: usize = 500;
 
 /// Runs `call` for `user` and returns its JSON result (a success or
 /// `{"status": "error", ...}`). `request_id` makes add_task idempotent.
-pub async fn execute(backend: &dyn TaskBackend, user: &str, call: ToolCall, request_id: &str) -> Value {
+pub async fn execute(
+    backend: &dyn TaskBackend,
+    user: &str,
+    call: ToolCall,
+    request_id: &str,
+) -> Value {
     let outcome = match call {
         ToolCall::AddTask { title, description } => backend
             .create_task(user, title, description, request_id.to_owned())
             .await
             .map(|task| task_result(&task, "created")),
         ToolCall::ListTasks { status } => list_all(backend, user, status).await,
-        ToolCall::CompleteTask { task_id } => {
-            backend.complete_task(user, task_id).await.map(|task| task_result(&task, "completed"))
-        }
-        ToolCall::DeleteTask { task_id } => backend.delete_task(user, task_id).await.map(|task| task_result(&task, "deleted")),
-        ToolCall::UpdateTask { task_id, title, description } => backend
+        ToolCall::CompleteTask { task_id } => backend
+            .complete_task(user, task_id)
+            .await
+            .map(|task| task_result(&task, "completed")),
+        ToolCall::DeleteTask { task_id } => backend
+            .delete_task(user, task_id)
+            .await
+            .map(|task| task_result(&task, "deleted")),
+        ToolCall::UpdateTask {
+            task_id,
+            title,
+            description,
+        } => backend
             .update_task(user, task_id, title, description)
             .await
             .map(|task| task_result(&task, "updated")),
@@ -226,7 +284,13 @@ pub async fn execute(backend: &dyn TaskBackend, user: &str, call: ToolCall, requ
 }
 
 /// Parses and runs a call in one step: what a model's tool call needs.
-pub async fn run(backend: &dyn TaskBackend, user: &str, name: &str, arguments: &str, request_id: &str) -> Value {
+pub async fn run(
+    backend: &dyn TaskBackend,
+    user: &str,
+    name: &str,
+    arguments: &str,
+    request_id: &str,
+) -> Value {
     match ToolCall::parse(name, arguments) {
         Ok(call) => execute(backend, user, call, request_id).await,
         Err(error) => error.into_result(),
@@ -237,12 +301,20 @@ fn task_result(task: &Task, status: &str) -> Value {
     json!({"task_id": task.id, "status": status, "title": task.title})
 }
 
-async fn list_all(backend: &dyn TaskBackend, user: &str, status: TaskStatusFilter) -> Result<Value, ToolError> {
+async fn list_all(
+    backend: &dyn TaskBackend,
+    user: &str,
+    status: TaskStatusFilter,
+) -> Result<Value, ToolError> {
     let mut tasks = Vec::new();
     let mut token = String::new();
     loop {
         let page = backend.list_tasks(user, status, token).await?;
-        tasks.extend(page.tasks.iter().map(|t| json!({"id": t.id, "title": t.title, "completed": t.completed})));
+        tasks.extend(
+            page.tasks
+                .iter()
+                .map(|t| json!({"id": t.id, "title": t.title, "completed": t.completed})),
+        );
         if page.next_page_token.is_empty() || tasks.len() >= LIST_LIMIT {
             break;
         }
@@ -259,39 +331,83 @@ mod tests {
     #[test]
     fn no_schema_mentions_a_user() {
         for spec in specs() {
-            assert!(!spec.parameters.to_string().contains("user"), "{}", spec.name);
+            assert!(
+                !spec.parameters.to_string().contains("user"),
+                "{}",
+                spec.name
+            );
         }
     }
 
     #[test]
     fn the_five_tools_are_offered_in_order() {
         let names: Vec<_> = specs().iter().map(|s| s.name).collect();
-        assert_eq!(names, ["add_task", "list_tasks", "complete_task", "delete_task", "update_task"]);
+        assert_eq!(
+            names,
+            [
+                "add_task",
+                "list_tasks",
+                "complete_task",
+                "delete_task",
+                "update_task"
+            ]
+        );
     }
 
     #[test]
     fn arguments_parse_leniently_but_not_blindly() {
         assert_eq!(
             ToolCall::parse("add_task", r#"{"title": "Buy milk", "user_id": "victim"}"#),
-            Ok(ToolCall::AddTask { title: "Buy milk".into(), description: None })
+            Ok(ToolCall::AddTask {
+                title: "Buy milk".into(),
+                description: None
+            })
         );
-        assert_eq!(ToolCall::parse("complete_task", r#"{"task_id": "3"}"#), Ok(ToolCall::CompleteTask { task_id: 3 }));
-        assert_eq!(ToolCall::parse("list_tasks", ""), Ok(ToolCall::ListTasks { status: TaskStatusFilter::All }));
+        assert_eq!(
+            ToolCall::parse("complete_task", r#"{"task_id": "3"}"#),
+            Ok(ToolCall::CompleteTask { task_id: 3 })
+        );
+        assert_eq!(
+            ToolCall::parse("list_tasks", ""),
+            Ok(ToolCall::ListTasks {
+                status: TaskStatusFilter::All
+            })
+        );
         assert_eq!(
             ToolCall::parse("list_tasks", r#"{"status": "Pending"}"#),
-            Ok(ToolCall::ListTasks { status: TaskStatusFilter::Pending })
+            Ok(ToolCall::ListTasks {
+                status: TaskStatusFilter::Pending
+            })
         );
-        assert_eq!(ToolCall::parse("add_task", "{}"), Ok(ToolCall::AddTask { title: String::new(), description: None }));
+        assert_eq!(
+            ToolCall::parse("add_task", "{}"),
+            Ok(ToolCall::AddTask {
+                title: String::new(),
+                description: None
+            })
+        );
     }
 
     #[test]
     fn bad_calls_explain_themselves() {
         let error = |name: &str, args: &str| ToolCall::parse(name, args).unwrap_err().0;
         assert_eq!(error("fly_to_moon", "{}"), "Unknown tool: fly_to_moon");
-        assert_eq!(error("add_task", "{title: oops"), "Invalid arguments for add_task: not valid JSON");
-        assert_eq!(error("add_task", "[1]"), "Invalid arguments for add_task: expected a JSON object");
-        assert!(error("add_task", r#"{"title": 5}"#).starts_with("Invalid arguments for add_task: invalid type"));
-        assert_eq!(error("complete_task", r#"{"task_id": "three"}"#), "Invalid arguments for complete_task: task_id must be an integer");
+        assert_eq!(
+            error("add_task", "{title: oops"),
+            "Invalid arguments for add_task: not valid JSON"
+        );
+        assert_eq!(
+            error("add_task", "[1]"),
+            "Invalid arguments for add_task: expected a JSON object"
+        );
+        assert!(
+            error("add_task", r#"{"title": 5}"#)
+                .starts_with("Invalid arguments for add_task: invalid type")
+        );
+        assert_eq!(
+            error("complete_task", r#"{"task_id": "three"}"#),
+            "Invalid arguments for complete_task: task_id must be an integer"
+        );
         assert!(error("delete_task", "{}").contains("missing field `task_id`"));
         assert_eq!(
             error("list_tasks", r#"{"status": "someday"}"#),

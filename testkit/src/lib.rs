@@ -2,7 +2,10 @@
 //! PostgreSQL databases, requests made as a user, and a macro that runs a
 //! test on both backends.
 
-#![allow(clippy::unwrap_used, reason = "test support: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test support: a failed unwrap is a failed test"
+)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -34,8 +37,15 @@ macro_rules! on_both_backends {
 
 /// A throwaway database; PostgreSQL ones are dropped when this is.
 pub enum TestDatabase {
-    Sqlite { _dir: tempfile::TempDir, url: String },
-    Postgres { admin_url: String, name: String, url: String },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
 }
 
 impl TestDatabase {
@@ -49,7 +59,9 @@ impl TestDatabase {
     /// a loud line) when the variable is unset.
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!("!!! SKIPPED: TEST_DATABASE_URL is unset, so this PostgreSQL test did not run !!!");
+            eprintln!(
+                "!!! SKIPPED: TEST_DATABASE_URL is unset, so this PostgreSQL test did not run !!!"
+            );
             return None;
         };
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -57,11 +69,18 @@ impl TestDatabase {
             "taskagent_test_{}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
         );
         admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
         let url = with_database(&admin_url, &name);
-        Some(Self::Postgres { admin_url, name, url })
+        Some(Self::Postgres {
+            admin_url,
+            name,
+            url,
+        })
     }
 
     /// The `DATABASE_URL` of this database.
@@ -74,8 +93,14 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Self::Postgres { admin_url, name, .. } = self {
-            let (admin_url, sql) = (admin_url.clone(), format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let Self::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            let (admin_url, sql) = (
+                admin_url.clone(),
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
             // Drop may run while unwinding a failed test: use a runtime of its own.
             let _ = std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread()
@@ -104,7 +129,9 @@ pub async fn plain_client(url: &str) -> tokio_postgres::Client {
 
 /// `url` with its database name replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
     let base = match base[authority_start..].find('/') {
         Some(slash) => &base[..authority_start + slash],
@@ -119,13 +146,20 @@ pub fn with_database(url: &str, name: &str) -> String {
 /// `message` as a request made for `user` (the `x-user-id` metadata key).
 pub fn as_user<T>(user: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("x-user-id", user.parse().expect("ascii user id"));
+    request
+        .metadata_mut()
+        .insert("x-user-id", user.parse().expect("ascii user id"));
     request
 }
 
 /// Asserts that `result` failed with `code`, `message` and ErrorInfo `reason`.
 #[track_caller]
-pub fn assert_error<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, message: &str, reason: &str) {
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    message: &str,
+    reason: &str,
+) {
     use tonic_types::StatusExt;
     let status = result.expect_err("call should fail");
     assert_eq!(status.code(), code, "{status:?}");

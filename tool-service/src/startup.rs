@@ -37,7 +37,11 @@ impl Application {
             duration_ms = started.elapsed().as_millis() as u64,
             "database ready"
         );
-        Ok(Self { incoming, addr, store })
+        Ok(Self {
+            incoming,
+            addr,
+            store,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -72,6 +76,15 @@ impl Application {
             descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
             request_timeout: REQUEST_TIMEOUT,
         };
-        grpc::serve(self.incoming, routes, reporter, health_service, watcher, &spec, shutdown).await
+        grpc::serve(
+            self.incoming,
+            routes,
+            reporter,
+            health_service,
+            watcher,
+            &spec,
+            shutdown,
+        )
+        .await
     }
 }

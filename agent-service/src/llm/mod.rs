@@ -15,8 +15,14 @@ use taskagent_tools::ToolSpec;
 pub enum ChatMessage {
     System(String),
     User(String),
-    Assistant { content: Option<String>, tool_calls: Vec<ModelToolCall> },
-    Tool { tool_call_id: String, content: String },
+    Assistant {
+        content: Option<String>,
+        tool_calls: Vec<ModelToolCall>,
+    },
+    Tool {
+        tool_call_id: String,
+        content: String,
+    },
 }
 
 /// A tool call the model asks for.
@@ -84,6 +90,10 @@ pub trait ChatModel: Send + Sync {
 
     /// One completion of `messages` with `tools` offered, finished (or given
     /// up) before `deadline`.
-    async fn complete(&self, messages: &[ChatMessage], tools: &[ToolSpec], deadline: Instant)
-    -> Result<ModelReply, ModelError>;
+    async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        deadline: Instant,
+    ) -> Result<ModelReply, ModelError>;
 }

@@ -32,7 +32,10 @@ impl Default for OfflineModel {
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Self { next_call: AtomicU64::new(1), run }
+        Self {
+            next_call: AtomicU64::new(1),
+            run,
+        }
     }
 }
 
@@ -51,21 +54,41 @@ impl ChatModel for OfflineModel {
         "the offline command parser (OPENAI_API_KEY is not set)".to_owned()
     }
 
-    async fn complete(&self, messages: &[ChatMessage], _tools: &[ToolSpec], _deadline: Instant) -> Result<ModelReply, ModelError> {
-        let last_user = messages.iter().rposition(|m| matches!(m, ChatMessage::User(_)));
+    async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        _tools: &[ToolSpec],
+        _deadline: Instant,
+    ) -> Result<ModelReply, ModelError> {
+        let last_user = messages
+            .iter()
+            .rposition(|m| matches!(m, ChatMessage::User(_)));
         let since_user = last_user.map_or(messages, |i| &messages[i + 1..]);
-        if since_user.iter().any(|m| matches!(m, ChatMessage::Tool { .. })) {
-            return Ok(ModelReply { content: Some(summarize(since_user)), ..Default::default() });
+        if since_user
+            .iter()
+            .any(|m| matches!(m, ChatMessage::Tool { .. }))
+        {
+            return Ok(ModelReply {
+                content: Some(summarize(since_user)),
+                ..Default::default()
+            });
         }
         let text = match last_user.map(|i| &messages[i]) {
             Some(ChatMessage::User(text)) => text.as_str(),
             _ => "",
         };
         Ok(match interpret(text) {
-            Command::Reply(text) => ModelReply { content: Some(text), ..Default::default() },
+            Command::Reply(text) => ModelReply {
+                content: Some(text),
+                ..Default::default()
+            },
             Command::Tool(name, arguments) => ModelReply {
                 tool_calls: vec![ModelToolCall {
-                    id: format!("call_offline_{:x}_{}", self.run, self.next_call.fetch_add(1, Ordering::Relaxed)),
+                    id: format!(
+                        "call_offline_{:x}_{}",
+                        self.run,
+                        self.next_call.fetch_add(1, Ordering::Relaxed)
+                    ),
                     name: name.to_owned(),
                     arguments: arguments.to_string(),
                 }],
@@ -79,7 +102,16 @@ impl ChatModel for OfflineModel {
 pub fn interpret(message: &str) -> Command {
     let text = clean(message);
     let lower = text.to_ascii_lowercase();
-    if lower.is_empty() || ["help", "?", "commands", "what can you do", "how does this work"].contains(&lower.as_str()) {
+    if lower.is_empty()
+        || [
+            "help",
+            "?",
+            "commands",
+            "what can you do",
+            "how does this work",
+        ]
+        .contains(&lower.as_str())
+    {
         return Command::Reply(HELP.to_owned());
     }
     if let Some(command) = by_id(&text, &lower) {
@@ -130,8 +162,31 @@ const ADD_PREFIXES: &[&str] = &[
     "remember to ",
 ];
 
-const COMPLETE_WORDS: &[&str] = &["complete", "finish", "finished", "done", "check off", "check", "tick off", "tick", "close", "i finished", "i completed", "i did", "mark"];
-const DELETE_WORDS: &[&str] = &["delete", "remove", "drop", "cancel", "erase", "get rid of", "forget about", "forget"];
+const COMPLETE_WORDS: &[&str] = &[
+    "complete",
+    "finish",
+    "finished",
+    "done",
+    "check off",
+    "check",
+    "tick off",
+    "tick",
+    "close",
+    "i finished",
+    "i completed",
+    "i did",
+    "mark",
+];
+const DELETE_WORDS: &[&str] = &[
+    "delete",
+    "remove",
+    "drop",
+    "cancel",
+    "erase",
+    "get rid of",
+    "forget about",
+    "forget",
+];
 const RENAME_WORDS: &[&str] = &["rename", "change", "update", "edit", "retitle"];
 
 /// Commands about one task, named by its number: complete, delete, rename.
@@ -141,12 +196,18 @@ fn by_id(text: &str, lower: &str) -> Option<Command> {
         let (id, after) = leading_id(rest)?;
         let after_offset = offset + (rest.len() - after.len());
         let original = &text[after_offset..];
-        let title = ["to ", ": ", "as ", "into ", "- "]
-            .iter()
-            .find_map(|sep| original.trim_start().get(..sep.len()).filter(|p| p.eq_ignore_ascii_case(sep)).map(|p| &original.trim_start()[p.len()..]))?;
+        let title = ["to ", ": ", "as ", "into ", "- "].iter().find_map(|sep| {
+            original
+                .trim_start()
+                .get(..sep.len())
+                .filter(|p| p.eq_ignore_ascii_case(sep))
+                .map(|p| &original.trim_start()[p.len()..])
+        })?;
         let title = tidy_title(title);
         return Some(if title.is_empty() {
-            Command::Reply(format!("What should task {id} be called? For example: \"rename {id} to call mom\"."))
+            Command::Reply(format!(
+                "What should task {id} be called? For example: \"rename {id} to call mom\"."
+            ))
         } else {
             Command::Tool("update_task", json!({"task_id": id, "title": title}))
         });
@@ -175,10 +236,14 @@ fn strip_word<'a>(lower: &'a str, words: &[&str]) -> Option<&'a str> {
 /// "number 3"), and what follows it.
 fn leading_id(text: &str) -> Option<(i64, &str)> {
     let mut rest = text.trim_start();
-    for filler in ["the ", "my ", "task ", "todo ", "item ", "number ", "no. ", "#"] {
+    for filler in [
+        "the ", "my ", "task ", "todo ", "item ", "number ", "no. ", "#",
+    ] {
         rest = rest.strip_prefix(filler).unwrap_or(rest).trim_start();
     }
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let id = rest[..digits].parse().ok()?;
     Some((id, &rest[digits..]))
 }
@@ -186,19 +251,38 @@ fn leading_id(text: &str) -> Option<(i64, &str)> {
 /// The original-case rest of `text` after the first of `prefixes` that
 /// `lower` (its ASCII-lowercased twin, same byte offsets) starts with.
 fn strip_any<'a>(text: &'a str, lower: &str, prefixes: &[&str]) -> Option<&'a str> {
-    prefixes.iter().find(|p| lower.starts_with(*p)).map(|p| &text[p.len()..])
+    prefixes
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .map(|p| &text[p.len()..])
 }
 
 /// Which tasks a listing request wants, if the message is one.
 fn list_status(lower: &str) -> Option<&'static str> {
-    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
     let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
-    let asks = has(&["show", "list", "what", "what's", "whats", "which", "display", "see", "view", "tasks", "todos"])
-        || lower.contains("my list");
+    let asks = has(&[
+        "show", "list", "what", "what's", "whats", "which", "display", "see", "view", "tasks",
+        "todos",
+    ]) || lower.contains("my list");
     if !asks {
         return None;
     }
-    if has(&["pending", "open", "unfinished", "incomplete", "left", "remaining", "outstanding", "todo"]) || lower.contains("to do") || lower.contains("not done") {
+    if has(&[
+        "pending",
+        "open",
+        "unfinished",
+        "incomplete",
+        "left",
+        "remaining",
+        "outstanding",
+        "todo",
+    ]) || lower.contains("to do")
+        || lower.contains("not done")
+    {
         Some("pending")
     } else if has(&["completed", "done", "finished", "complete"]) {
         Some("completed")
@@ -209,7 +293,11 @@ fn list_status(lower: &str) -> Option<&'static str> {
 
 /// The message without surrounding space, end punctuation and a "please".
 fn clean(message: &str) -> String {
-    let mut text = message.trim().trim_end_matches(['.', '!', '?']).trim().to_owned();
+    let mut text = message
+        .trim()
+        .trim_end_matches(['.', '!', '?'])
+        .trim()
+        .to_owned();
     for polite in ["please ", "pls ", "can you ", "could you "] {
         if text.to_ascii_lowercase().starts_with(polite) {
             text = text[polite.len()..].trim_start().to_owned();
@@ -224,12 +312,24 @@ fn clean(message: &str) -> String {
 /// A title without quotes and without "to my list"-style endings.
 fn tidy_title(title: &str) -> String {
     let mut title = title.trim();
-    for suffix in [" to my list", " to my tasks", " to the list", " to my todo list", " to my to-do list"] {
-        if title.len() >= suffix.len() && title[title.len() - suffix.len()..].eq_ignore_ascii_case(suffix) {
+    for suffix in [
+        " to my list",
+        " to my tasks",
+        " to the list",
+        " to my todo list",
+        " to my to-do list",
+    ] {
+        if title.len() >= suffix.len()
+            && title[title.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        {
             title = &title[..title.len() - suffix.len()];
         }
     }
-    title.trim().trim_matches(['"', '\'', '“', '”']).trim().to_owned()
+    title
+        .trim()
+        .trim_matches(['"', '\'', '“', '”'])
+        .trim()
+        .to_owned()
 }
 
 /// Words the results of the tool calls since the user's message.
@@ -245,7 +345,10 @@ fn summarize(since_user: &[ChatMessage]) -> String {
     since_user
         .iter()
         .filter_map(|m| match m {
-            ChatMessage::Tool { tool_call_id, content } => {
+            ChatMessage::Tool {
+                tool_call_id,
+                content,
+            } => {
                 let call = calls.iter().find(|c| &c.id == tool_call_id);
                 Some(describe_result(call.copied(), content))
             }
@@ -264,7 +367,10 @@ fn describe_result(call: Option<&ModelToolCall>, content: &str) -> String {
         Some("completed") => format!("Marked \"{title}\" (task {id}) as completed."),
         Some("deleted") => format!("Deleted \"{title}\" (task {id})."),
         Some("updated") => format!("Updated task {id}: \"{title}\"."),
-        Some("error") => format!("Sorry, I couldn't do that: {}.", result["error"].as_str().unwrap_or("unknown error")),
+        Some("error") => format!(
+            "Sorry, I couldn't do that: {}.",
+            result["error"].as_str().unwrap_or("unknown error")
+        ),
         _ => match result["tasks"].as_array() {
             Some(tasks) => describe_list(call, tasks),
             None => "Done.".to_owned(),
@@ -288,8 +394,16 @@ fn describe_list(call: Option<&ModelToolCall>, tasks: &[Value]) -> String {
     let lines: Vec<String> = tasks
         .iter()
         .map(|t| {
-            let mark = if t["completed"].as_bool() == Some(true) { "x" } else { " " };
-            format!("- [{mark}] {}. {}", t["id"], t["title"].as_str().unwrap_or_default())
+            let mark = if t["completed"].as_bool() == Some(true) {
+                "x"
+            } else {
+                " "
+            };
+            format!(
+                "- [{mark}] {}. {}",
+                t["id"],
+                t["title"].as_str().unwrap_or_default()
+            )
         })
         .collect();
     format!("Your {kind}:\n{}", lines.join("\n"))
@@ -306,48 +420,150 @@ mod tests {
     #[test]
     fn understands_plain_commands() {
         let cases: Vec<(&str, Command)> = vec![
-            ("add buy milk", tool("add_task", json!({"title": "buy milk"}))),
-            ("Add Buy Milk", tool("add_task", json!({"title": "Buy Milk"}))),
-            ("add task: water the plants", tool("add_task", json!({"title": "water the plants"}))),
-            ("add a task to call the bank", tool("add_task", json!({"title": "call the bank"}))),
-            ("please add \"pay rent\" to my list", tool("add_task", json!({"title": "pay rent"}))),
-            ("remind me to call mom", tool("add_task", json!({"title": "call mom"}))),
-            ("Remind me to call Mom tomorrow!", tool("add_task", json!({"title": "call Mom tomorrow"}))),
-            ("new task: renew passport", tool("add_task", json!({"title": "renew passport"}))),
-            ("create a task to book flights", tool("add_task", json!({"title": "book flights"}))),
-            ("todo: fix the bike", tool("add_task", json!({"title": "fix the bike"}))),
-            ("I need to buy a gift for Sam", tool("add_task", json!({"title": "buy a gift for Sam"}))),
-            ("don't forget to feed the cat", tool("add_task", json!({"title": "feed the cat"}))),
-            ("add café au lait ☕", tool("add_task", json!({"title": "café au lait ☕"}))),
-            ("show my tasks", tool("list_tasks", json!({"status": "all"}))),
+            (
+                "add buy milk",
+                tool("add_task", json!({"title": "buy milk"})),
+            ),
+            (
+                "Add Buy Milk",
+                tool("add_task", json!({"title": "Buy Milk"})),
+            ),
+            (
+                "add task: water the plants",
+                tool("add_task", json!({"title": "water the plants"})),
+            ),
+            (
+                "add a task to call the bank",
+                tool("add_task", json!({"title": "call the bank"})),
+            ),
+            (
+                "please add \"pay rent\" to my list",
+                tool("add_task", json!({"title": "pay rent"})),
+            ),
+            (
+                "remind me to call mom",
+                tool("add_task", json!({"title": "call mom"})),
+            ),
+            (
+                "Remind me to call Mom tomorrow!",
+                tool("add_task", json!({"title": "call Mom tomorrow"})),
+            ),
+            (
+                "new task: renew passport",
+                tool("add_task", json!({"title": "renew passport"})),
+            ),
+            (
+                "create a task to book flights",
+                tool("add_task", json!({"title": "book flights"})),
+            ),
+            (
+                "todo: fix the bike",
+                tool("add_task", json!({"title": "fix the bike"})),
+            ),
+            (
+                "I need to buy a gift for Sam",
+                tool("add_task", json!({"title": "buy a gift for Sam"})),
+            ),
+            (
+                "don't forget to feed the cat",
+                tool("add_task", json!({"title": "feed the cat"})),
+            ),
+            (
+                "add café au lait ☕",
+                tool("add_task", json!({"title": "café au lait ☕"})),
+            ),
+            (
+                "show my tasks",
+                tool("list_tasks", json!({"status": "all"})),
+            ),
             ("list tasks", tool("list_tasks", json!({"status": "all"}))),
-            ("What are my tasks?", tool("list_tasks", json!({"status": "all"}))),
+            (
+                "What are my tasks?",
+                tool("list_tasks", json!({"status": "all"})),
+            ),
             ("tasks", tool("list_tasks", json!({"status": "all"}))),
-            ("show everything on my list", tool("list_tasks", json!({"status": "all"}))),
-            ("what's pending", tool("list_tasks", json!({"status": "pending"}))),
-            ("What's pending?", tool("list_tasks", json!({"status": "pending"}))),
-            ("show pending tasks", tool("list_tasks", json!({"status": "pending"}))),
-            ("what is left to do", tool("list_tasks", json!({"status": "pending"}))),
-            ("list open tasks", tool("list_tasks", json!({"status": "pending"}))),
-            ("show completed tasks", tool("list_tasks", json!({"status": "completed"}))),
-            ("what have I done", tool("list_tasks", json!({"status": "completed"}))),
-            ("list finished tasks", tool("list_tasks", json!({"status": "completed"}))),
+            (
+                "show everything on my list",
+                tool("list_tasks", json!({"status": "all"})),
+            ),
+            (
+                "what's pending",
+                tool("list_tasks", json!({"status": "pending"})),
+            ),
+            (
+                "What's pending?",
+                tool("list_tasks", json!({"status": "pending"})),
+            ),
+            (
+                "show pending tasks",
+                tool("list_tasks", json!({"status": "pending"})),
+            ),
+            (
+                "what is left to do",
+                tool("list_tasks", json!({"status": "pending"})),
+            ),
+            (
+                "list open tasks",
+                tool("list_tasks", json!({"status": "pending"})),
+            ),
+            (
+                "show completed tasks",
+                tool("list_tasks", json!({"status": "completed"})),
+            ),
+            (
+                "what have I done",
+                tool("list_tasks", json!({"status": "completed"})),
+            ),
+            (
+                "list finished tasks",
+                tool("list_tasks", json!({"status": "completed"})),
+            ),
             ("complete 3", tool("complete_task", json!({"task_id": 3}))),
-            ("Complete task 3.", tool("complete_task", json!({"task_id": 3}))),
+            (
+                "Complete task 3.",
+                tool("complete_task", json!({"task_id": 3})),
+            ),
             ("mark 3 done", tool("complete_task", json!({"task_id": 3}))),
-            ("mark task #3 as done", tool("complete_task", json!({"task_id": 3}))),
+            (
+                "mark task #3 as done",
+                tool("complete_task", json!({"task_id": 3})),
+            ),
             ("finish 12", tool("complete_task", json!({"task_id": 12}))),
             ("done with 4", tool("complete_task", json!({"task_id": 4}))),
             ("check off 5", tool("complete_task", json!({"task_id": 5}))),
-            ("I finished task 7", tool("complete_task", json!({"task_id": 7}))),
+            (
+                "I finished task 7",
+                tool("complete_task", json!({"task_id": 7})),
+            ),
             ("delete 2", tool("delete_task", json!({"task_id": 2}))),
             ("remove task 2", tool("delete_task", json!({"task_id": 2}))),
             ("cancel #8", tool("delete_task", json!({"task_id": 8}))),
-            ("please delete task number 9", tool("delete_task", json!({"task_id": 9}))),
-            ("rename 1 to call mom", tool("update_task", json!({"task_id": 1, "title": "call mom"}))),
-            ("Rename task 1 to Call Mom", tool("update_task", json!({"task_id": 1, "title": "Call Mom"}))),
-            ("change 4 to buy oat milk", tool("update_task", json!({"task_id": 4, "title": "buy oat milk"}))),
-            ("update task 6: send the report", tool("update_task", json!({"task_id": 6, "title": "send the report"}))),
+            (
+                "please delete task number 9",
+                tool("delete_task", json!({"task_id": 9})),
+            ),
+            (
+                "rename 1 to call mom",
+                tool("update_task", json!({"task_id": 1, "title": "call mom"})),
+            ),
+            (
+                "Rename task 1 to Call Mom",
+                tool("update_task", json!({"task_id": 1, "title": "Call Mom"})),
+            ),
+            (
+                "change 4 to buy oat milk",
+                tool(
+                    "update_task",
+                    json!({"task_id": 4, "title": "buy oat milk"}),
+                ),
+            ),
+            (
+                "update task 6: send the report",
+                tool(
+                    "update_task",
+                    json!({"task_id": 6, "title": "send the report"}),
+                ),
+            ),
             ("help", Command::Reply(HELP.to_owned())),
             ("What can you do?", Command::Reply(HELP.to_owned())),
         ];
@@ -359,23 +575,45 @@ mod tests {
 
     #[test]
     fn unclear_messages_get_help_not_a_tool_call() {
-        for message in ["hello there", "complete the report", "delete everything", "add", "rename 3"] {
-            assert!(matches!(interpret(message), Command::Reply(_)), "{message:?}");
+        for message in [
+            "hello there",
+            "complete the report",
+            "delete everything",
+            "add",
+            "rename 3",
+        ] {
+            assert!(
+                matches!(interpret(message), Command::Reply(_)),
+                "{message:?}"
+            );
         }
     }
 
     #[test]
     fn words_tool_results() {
-        let call = ModelToolCall { id: "c1".into(), name: "list_tasks".into(), arguments: r#"{"status":"pending"}"#.into() };
+        let call = ModelToolCall {
+            id: "c1".into(),
+            name: "list_tasks".into(),
+            arguments: r#"{"status":"pending"}"#.into(),
+        };
         let turn = vec![
-            ChatMessage::Assistant { content: None, tool_calls: vec![call] },
+            ChatMessage::Assistant {
+                content: None,
+                tool_calls: vec![call],
+            },
             ChatMessage::Tool {
                 tool_call_id: "c1".into(),
                 content: r#"{"tasks":[{"id":1,"title":"Buy milk","completed":false}]}"#.into(),
             },
         ];
         assert_eq!(summarize(&turn), "Your pending tasks:\n- [ ] 1. Buy milk");
-        assert_eq!(describe_result(None, r#"{"task_id":5,"status":"created","title":"Buy milk"}"#), "Added \"Buy milk\" (task 5).");
+        assert_eq!(
+            describe_result(
+                None,
+                r#"{"task_id":5,"status":"created","title":"Buy milk"}"#
+            ),
+            "Added \"Buy milk\" (task 5)."
+        );
         assert_eq!(
             describe_result(None, r#"{"status":"error","error":"Task not found"}"#),
             "Sorry, I couldn't do that: Task not found."

@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessage,
-    ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage, ChatCompletionRequestToolMessageContent,
-    ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionTools,
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
+    ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, ChatCompletionTool, ChatCompletionTools,
     CreateChatCompletionRequest, FunctionCall, FunctionObject,
 };
 use reqwest::StatusCode;
@@ -73,7 +75,9 @@ impl OpenAiModel {
 
     /// How long to wait before retry number `attempt` (0-based).
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = BACKOFF_START.saturating_mul(2u32.saturating_pow(attempt)).min(BACKOFF_MAX);
+        let base = BACKOFF_START
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(BACKOFF_MAX);
         // xorshift: jitter needs no cryptographic randomness.
         let mut x = self.jitter.load(Ordering::Relaxed);
         x ^= x << 13;
@@ -95,7 +99,10 @@ fn seed() -> u64 {
 enum Attempt {
     Reply(ModelReply),
     /// Worth another try, after `retry_after` if the server said so.
-    Retry { error: ModelError, retry_after: Option<Duration> },
+    Retry {
+        error: ModelError,
+        retry_after: Option<Duration>,
+    },
     Fail(ModelError),
 }
 
@@ -118,7 +125,9 @@ impl ChatModel for OpenAiModel {
             if remaining.is_zero() {
                 return Err(ModelError::OutOfTime);
             }
-            let outcome = self.attempt(&body, remaining.min(self.request_timeout)).await;
+            let outcome = self
+                .attempt(&body, remaining.min(self.request_timeout))
+                .await;
             let (error, retry_after) = match outcome {
                 Attempt::Reply(reply) => return Ok(reply),
                 Attempt::Fail(error) => return Err(error),
@@ -154,7 +163,10 @@ impl OpenAiModel {
             Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::OutOfTime),
             Err(e) => {
                 let error = ModelError::Unavailable(taskagent_common::error_chain(&e));
-                return Attempt::Retry { error, retry_after: None };
+                return Attempt::Retry {
+                    error,
+                    retry_after: None,
+                };
             }
         };
         let status = response.status();
@@ -164,34 +176,51 @@ impl OpenAiModel {
             Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::OutOfTime),
             Err(e) => {
                 let error = ModelError::Unavailable(taskagent_common::error_chain(&e));
-                return Attempt::Retry { error, retry_after: None };
+                return Attempt::Retry {
+                    error,
+                    retry_after: None,
+                };
             }
         };
         if status.is_success() {
             return match parse_reply(&text) {
                 Ok(reply) => Attempt::Reply(reply),
-                Err(reason) => Attempt::Fail(ModelError::Unavailable(format!("unreadable reply: {reason}"))),
+                Err(reason) => Attempt::Fail(ModelError::Unavailable(format!(
+                    "unreadable reply: {reason}"
+                ))),
             };
         }
-        let api_error = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or_default();
+        let api_error = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_default();
         tracing::warn!(
             http.status = status.as_u16(),
             error.kind = api_error.kind.as_deref().unwrap_or(""),
             error.code = api_error.code.as_deref().unwrap_or(""),
             "model call failed"
         );
-        let quota = [api_error.kind.as_deref(), api_error.code.as_deref()].contains(&Some("insufficient_quota"));
+        let quota = [api_error.kind.as_deref(), api_error.code.as_deref()]
+            .contains(&Some("insufficient_quota"));
         match status {
             StatusCode::TOO_MANY_REQUESTS if quota => Attempt::Fail(ModelError::QuotaExhausted),
-            StatusCode::TOO_MANY_REQUESTS => Attempt::Retry { error: ModelError::RateLimited, retry_after },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail(ModelError::AuthenticationFailed),
-            s if s.is_server_error() => {
-                Attempt::Retry { error: ModelError::Unavailable(format!("HTTP {}", s.as_u16())), retry_after }
+            StatusCode::TOO_MANY_REQUESTS => Attempt::Retry {
+                error: ModelError::RateLimited,
+                retry_after,
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Attempt::Fail(ModelError::AuthenticationFailed)
             }
+            s if s.is_server_error() => Attempt::Retry {
+                error: ModelError::Unavailable(format!("HTTP {}", s.as_u16())),
+                retry_after,
+            },
             s => Attempt::Fail(ModelError::Rejected(format!(
                 "HTTP {}{}",
                 s.as_u16(),
-                api_error.message.map(|m| format!(": {m}")).unwrap_or_default()
+                api_error
+                    .message
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             ))),
         }
     }
@@ -200,7 +229,12 @@ impl OpenAiModel {
 /// `Retry-After` in seconds (or OpenAI's `retry-after-ms`); HTTP dates are
 /// ignored in favour of our own backoff.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
     header("retry-after-ms")
         .map(|ms| ms / 1000.0)
         .or_else(|| header(RETRY_AFTER.as_str()))
@@ -208,36 +242,55 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn request_body(model: &str, messages: &[ChatMessage], tools: &[ToolSpec]) -> CreateChatCompletionRequest {
+fn request_body(
+    model: &str,
+    messages: &[ChatMessage],
+    tools: &[ToolSpec],
+) -> CreateChatCompletionRequest {
     let messages = messages
         .iter()
         .map(|message| match message {
-            ChatMessage::System(text) => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
-                content: ChatCompletionRequestSystemMessageContent::Text(text.clone()),
-                name: None,
-            }),
-            ChatMessage::User(text) => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
-                content: ChatCompletionRequestUserMessageContent::Text(text.clone()),
-                name: None,
-            }),
-            ChatMessage::Assistant { content, tool_calls } => {
-                ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
-                    content: content.clone().map(ChatCompletionRequestAssistantMessageContent::Text),
-                    tool_calls: (!tool_calls.is_empty()).then(|| {
-                        tool_calls
-                            .iter()
-                            .map(|call| {
-                                ChatCompletionMessageToolCalls::Function(ChatCompletionMessageToolCall {
-                                    id: call.id.clone(),
-                                    function: FunctionCall { name: call.name.clone(), arguments: call.arguments.clone() },
-                                })
-                            })
-                            .collect()
-                    }),
-                    ..Default::default()
+            ChatMessage::System(text) => {
+                ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+                    content: ChatCompletionRequestSystemMessageContent::Text(text.clone()),
+                    name: None,
                 })
             }
-            ChatMessage::Tool { tool_call_id, content } => ChatCompletionRequestMessage::Tool(ChatCompletionRequestToolMessage {
+            ChatMessage::User(text) => {
+                ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                    content: ChatCompletionRequestUserMessageContent::Text(text.clone()),
+                    name: None,
+                })
+            }
+            ChatMessage::Assistant {
+                content,
+                tool_calls,
+            } => ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
+                content: content
+                    .clone()
+                    .map(ChatCompletionRequestAssistantMessageContent::Text),
+                tool_calls: (!tool_calls.is_empty()).then(|| {
+                    tool_calls
+                        .iter()
+                        .map(|call| {
+                            ChatCompletionMessageToolCalls::Function(
+                                ChatCompletionMessageToolCall {
+                                    id: call.id.clone(),
+                                    function: FunctionCall {
+                                        name: call.name.clone(),
+                                        arguments: call.arguments.clone(),
+                                    },
+                                },
+                            )
+                        })
+                        .collect()
+                }),
+                ..Default::default()
+            }),
+            ChatMessage::Tool {
+                tool_call_id,
+                content,
+            } => ChatCompletionRequestMessage::Tool(ChatCompletionRequestToolMessage {
                 content: ChatCompletionRequestToolMessageContent::Text(content.clone()),
                 tool_call_id: tool_call_id.clone(),
             }),
@@ -256,7 +309,12 @@ fn request_body(model: &str, messages: &[ChatMessage], tools: &[ToolSpec]) -> Cr
             })
         })
         .collect();
-    CreateChatCompletionRequest { model: model.to_owned(), messages, tools: Some(tools), ..Default::default() }
+    CreateChatCompletionRequest {
+        model: model.to_owned(),
+        messages,
+        tools: Some(tools),
+        ..Default::default()
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -327,7 +385,11 @@ fn parse_reply(text: &str) -> Result<ModelReply, String> {
             .enumerate()
             .map(|(i, call)| ModelToolCall {
                 // Some servers leave ids out; the conversation needs one.
-                id: if call.id.is_empty() { format!("call_{i}") } else { call.id },
+                id: if call.id.is_empty() {
+                    format!("call_{i}")
+                } else {
+                    call.id
+                },
                 name: call.function.name,
                 arguments: call.function.arguments,
             })
@@ -352,7 +414,10 @@ mod tests {
         headers.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
         let mut date = HeaderMap::new();
-        date.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        date.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&date), None);
     }
 
