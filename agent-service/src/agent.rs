@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use taskagent_proto::Role;
+use taskagent_proto::{Message, Role};
 use taskagent_tools::{TaskBackend, ToolSpec};
 
 use crate::config::AgentSettings;
@@ -117,12 +117,12 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         let out_of_time = |_| AgentError::Timeout(timeout);
 
-        let conversation_id = tokio::time::timeout_at(
-            deadline.into(),
-            self.history.open(user, conversation_id, message),
-        )
-        .await
-        .map_err(out_of_time)??;
+        let opening = self
+            .history
+            .open(user, conversation_id, self.settings.history, message);
+        let (conversation_id, stored) = tokio::time::timeout_at(deadline.into(), opening)
+            .await
+            .map_err(out_of_time)??;
         on_event(Event::Conversation(conversation_id));
         let turn = Turn {
             agent: self,
@@ -131,10 +131,11 @@ impl Agent {
             deadline,
             on_event,
         };
-        let outcome = match tokio::time::timeout_at(deadline.into(), turn.run(message)).await {
-            Ok(outcome) => outcome,
-            Err(elapsed) => Err(out_of_time(elapsed)),
-        };
+        let outcome =
+            match tokio::time::timeout_at(deadline.into(), turn.run(stored, message)).await {
+                Ok(outcome) => outcome,
+                Err(elapsed) => Err(out_of_time(elapsed)),
+            };
         if let Err(error) = &outcome {
             tracing::warn!(conversation.id = conversation_id, error = %error, "turn failed");
             let record = self.history.append(
@@ -166,12 +167,8 @@ struct Turn<'a> {
 }
 
 impl Turn<'_> {
-    async fn run(&self, message: &str) -> Result<TurnOutcome, AgentError> {
+    async fn run(&self, stored: Vec<Message>, message: &str) -> Result<TurnOutcome, AgentError> {
         let agent = self.agent;
-        let stored = agent
-            .history
-            .recent(self.user, self.conversation_id, agent.settings.history)
-            .await?;
         agent
             .history
             .append(
@@ -280,7 +277,7 @@ impl Turn<'_> {
 
     /// Stores a message of the turn. A failure here does not end the turn:
     /// the user still gets the answer, and the log says what was not stored.
-    async fn record(&self, message: taskagent_proto::Message) {
+    async fn record(&self, message: Message) {
         if let Err(error) = self
             .agent
             .history

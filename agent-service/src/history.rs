@@ -6,8 +6,7 @@ use std::collections::HashSet;
 
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::{
-    AppendMessagesRequest, CreateConversationRequest, GetConversationRequest, ListMessagesRequest,
-    Message, Role, ToolCall,
+    AppendMessagesRequest, CreateConversationRequest, ListMessagesRequest, Message, Role, ToolCall,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -60,42 +59,27 @@ impl History {
         }
     }
 
-    /// Checks that `id` is one of `user`'s conversations, or starts a new one
-    /// titled after `first_message`.
+    /// Opens a turn's conversation: `id` (which must be one of `user`'s) with
+    /// its newest `limit` messages, oldest first, or a new conversation titled
+    /// after `first_message`, with none. One call either way.
     pub async fn open(
         &self,
         user: &str,
         id: Option<i64>,
-        first_message: &str,
-    ) -> Result<i64, AgentError> {
-        let mut client = self.client.clone();
-        let conversation = match id {
-            Some(id) => {
-                client
-                    .get_conversation(as_user(user, GetConversationRequest { id })?)
-                    .await
-            }
-            None => {
-                let title: String = first_message.trim().chars().take(TITLE_CHARS).collect();
-                client
-                    .create_conversation(as_user(user, CreateConversationRequest { title })?)
-                    .await
-            }
-        };
-        Ok(conversation.map_err(history_error)?.into_inner().id)
-    }
-
-    /// The newest `limit` messages, oldest first.
-    pub async fn recent(
-        &self,
-        user: &str,
-        conversation_id: i64,
         limit: u32,
-    ) -> Result<Vec<Message>, AgentError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let page_size = i32::try_from(limit).unwrap_or(i32::MAX);
+        first_message: &str,
+    ) -> Result<(i64, Vec<Message>), AgentError> {
+        let mut client = self.client.clone();
+        let Some(conversation_id) = id else {
+            let title: String = first_message.trim().chars().take(TITLE_CHARS).collect();
+            let created = client
+                .create_conversation(as_user(user, CreateConversationRequest { title })?)
+                .await;
+            return Ok((created.map_err(history_error)?.into_inner().id, Vec::new()));
+        };
+        // ListMessages answers NOT_FOUND for another user's conversation; a
+        // page of one message still checks that when no history is wanted.
+        let page_size = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
         let request = as_user(
             user,
             ListMessagesRequest {
@@ -104,13 +88,16 @@ impl History {
                 page_token: String::new(),
             },
         )?;
-        let response = self
-            .client
-            .clone()
+        let mut messages = client
             .list_messages(request)
             .await
-            .map_err(history_error)?;
-        Ok(response.into_inner().messages)
+            .map_err(history_error)?
+            .into_inner()
+            .messages;
+        if limit == 0 {
+            messages.clear();
+        }
+        Ok((conversation_id, messages))
     }
 
     /// Appends one message.

@@ -8,6 +8,8 @@ use taskagent_common::{shutdown_signal, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // TLS everywhere in this process is rustls with ring (no aws-lc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {

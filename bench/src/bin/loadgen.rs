@@ -4,6 +4,7 @@
 //! loadgen load --addr http://127.0.0.1:50051 --op create|list|complete|mix|health \
 //!              --concurrency 8 --seconds 10 [--complete-ids 1-300000] [--list-users 64]
 //! loadgen startup --bin target/release/tool-service [--runs 10]
+//! loadgen model --listen 127.0.0.1:50099
 //! ```
 //!
 //! `load` prints one line: `op=... concurrency=... ops=... errors=... ops_per_s=... p50_ms=... p99_ms=...`.
@@ -11,6 +12,15 @@
 //! script seeds 20 tasks each) for lists, `complete` (seeded with pending
 //! tasks whose ids span `--complete-ids`) for completes. The mix is 60 %
 //! ListTasks, 20 % CreateTask, 20 % CompleteTask.
+//!
+//! `--op chat` runs AgentService.Chat turns against agent-service (`--addr`),
+//! each worker in its own conversation; `--op model` posts chat completions
+//! straight to the fake model (`--addr http://HOST:PORT/v1`), to measure the
+//! model's own round trip.
+//!
+//! `model` serves a fake OpenAI-compatible model that answers at once: a new
+//! user message gets one `add_task` call, a tool result gets a short text.
+//! A benchmark turn is thus two model calls.
 //!
 //! `startup` starts tool-service on a fresh SQLite file again and again and
 //! prints the time from spawn to the first SERVING health answer.
@@ -22,8 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use taskagent_proto::agent_service_client::AgentServiceClient;
 use taskagent_proto::task_service_client::TaskServiceClient;
-use taskagent_proto::{CompleteTaskRequest, CreateTaskRequest, ListTasksRequest};
+use taskagent_proto::{ChatRequest, CompleteTaskRequest, CreateTaskRequest, ListTasksRequest};
 use tonic::Request;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -35,12 +46,18 @@ enum Op {
     List,
     Complete,
     Mix,
+    /// AgentService.Chat, one turn.
+    Chat,
+    /// One chat completion from the fake model, straight over HTTP.
+    Model,
     /// grpc.health.v1 Check: the gRPC round trip alone, no database.
     Health,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider: use ring, as agent-service does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
     let mut flags = HashMap::new();
@@ -64,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
                 "complete" => Op::Complete,
                 "mix" => Op::Mix,
                 "health" => Op::Health,
+                "chat" => Op::Chat,
+                "model" => Op::Model,
                 other => bail!("unknown op {other}"),
             };
             let (low, high) = flag("complete-ids", "1-1")
@@ -80,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        "model" => fake_model(&flag("listen", "127.0.0.1:50099")).await,
         "startup" => {
             startup(
                 &flag("bin", "target/release/tool-service"),
@@ -122,7 +142,13 @@ async fn load(
     // A few HTTP/2 connections shared round-robin, as a real client pool would.
     let mut channels = Vec::new();
     for _ in 0..concurrency.clamp(1, 4) {
-        channels.push(Channel::from_shared(addr.to_owned())?.connect().await?);
+        let endpoint = Channel::from_shared(addr.to_owned())?;
+        // The fake model speaks HTTP/1 JSON: no gRPC connection is needed.
+        channels.push(if op == Op::Model {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await?
+        });
     }
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -131,7 +157,10 @@ async fn load(
     for worker in 0..concurrency {
         let channel = channels[worker % channels.len()].clone();
         let mut client = TaskServiceClient::new(channel.clone());
-        let mut health = HealthClient::new(channel);
+        let mut health = HealthClient::new(channel.clone());
+        let mut agent = AgentServiceClient::new(channel);
+        let http = reqwest::Client::new();
+        let model_url = format!("{}/chat/completions", addr.trim_end_matches('/'));
         let errors = errors.clone();
         workers.push(tokio::spawn(async move {
             let mut rng = Rng(
@@ -141,6 +170,7 @@ async fn load(
             let list_user = format!("list-{}", worker % list_users.max(1));
             let create_user = format!("create-{worker}");
             let mut n = 0u64;
+            let mut conversation_id = None;
             while Instant::now() < deadline {
                 let this = match op {
                     Op::Mix => match rng.next() % 10 {
@@ -181,6 +211,23 @@ async fn load(
                         })
                         .await
                         .is_ok(),
+                    Op::Chat => {
+                        let message = format!("add bench task {n}");
+                        let request = ChatRequest { conversation_id, message };
+                        match agent.chat(as_user(&create_user, request)).await {
+                            Ok(reply) => {
+                                conversation_id = Some(reply.get_ref().conversation_id);
+                                reply.get_ref().tool_calls.len() == 1
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    Op::Model => http
+                        .post(&model_url)
+                        .json(&serde_json::json!({"model": "fake", "messages": [{"role": "user", "content": "add x"}]}))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
                     Op::Mix => unreachable!("resolved above"),
                 };
                 latencies.push(t0.elapsed().as_micros() as u32);
@@ -210,6 +257,39 @@ async fn load(
         pct(0.50),
         pct(0.99),
     );
+    Ok(())
+}
+
+/// The fake model: answers at once, one add_task call per user message and
+/// a short text per tool result.
+async fn fake_model(listen: &str) -> anyhow::Result<()> {
+    use axum::Json;
+    use serde_json::{Value, json};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    async fn complete(Json(body): Json<Value>) -> Json<Value> {
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .cloned()
+            .unwrap_or_default();
+        let message = if last["role"] == "tool" {
+            json!({"role": "assistant", "content": "Added it."})
+        } else {
+            let id = format!("call_{}", CALLS.fetch_add(1, Ordering::Relaxed));
+            let call = json!({"id": id, "type": "function",
+                "function": {"name": "add_task", "arguments": "{\"title\": \"bench task\"}"}});
+            json!({"role": "assistant", "content": null, "tool_calls": [call]})
+        };
+        Json(json!({
+            "id": "fake", "object": "chat.completion", "created": 0, "model": "fake",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        }))
+    }
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(complete));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("fake model on http://{}/v1", listener.local_addr()?);
+    axum::serve(listener, app).await?;
     Ok(())
 }
 

@@ -1,3 +1,4 @@
 DROP TABLE messages;
+DROP FUNCTION touch_conversation();
 DROP TABLE conversations;
 DROP TABLE tasks;

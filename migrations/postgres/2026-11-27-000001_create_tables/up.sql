@@ -43,3 +43,16 @@ CREATE TABLE messages (
 
 -- ListMessages: newest N of one conversation.
 CREATE INDEX idx_messages_conversation ON messages (conversation_id, id);
+
+-- A new message makes its conversation the most recently active, inside the
+-- INSERT itself: appending a message is one statement, not a transaction.
+CREATE FUNCTION touch_conversation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE conversations SET updated_at = NEW.created_at
+    WHERE id = NEW.conversation_id AND updated_at < NEW.created_at;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER messages_touch_conversation AFTER INSERT ON messages
+    FOR EACH ROW EXECUTE FUNCTION touch_conversation();

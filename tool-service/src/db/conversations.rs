@@ -2,9 +2,10 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::models::{ConversationRow, InsertConversation, InsertMessage, MessageRow};
+use super::models::{ConversationRow, InsertConversation, MessageRow};
 use super::schema::{conversations, messages};
 use super::tasks::now;
 use super::{Store, with_connection};
@@ -134,8 +135,10 @@ impl Store {
         Ok((rows, more))
     }
 
-    /// Appends `new` to a conversation in one transaction and returns the
-    /// stored messages.
+    /// Appends `new` to a conversation, atomically, and returns the stored
+    /// messages. Each message is one `INSERT ... SELECT` that finds the
+    /// conversation among the user's own (a trigger then marks it active), so
+    /// the usual single message costs one statement and no transaction.
     pub async fn append_messages(
         &self,
         user: &UserId,
@@ -143,45 +146,56 @@ impl Store {
         new: &[NewMessage],
     ) -> Result<Vec<Message>, Error> {
         let now = now();
-        let rows = new
+        let tool_calls: Vec<Option<String>> = new
             .iter()
-            .map(|m| InsertMessage {
-                conversation_id,
-                role: m.role.as_str(),
-                content: &m.content,
-                tool_calls: (!m.tool_calls.is_empty())
-                    .then(|| serde_json::to_string(&m.tool_calls).unwrap_or_default()),
-                tool_call_id: m.tool_call_id.as_deref(),
-                created_at: now,
+            .map(|m| {
+                (!m.tool_calls.is_empty())
+                    .then(|| serde_json::to_string(&m.tool_calls).unwrap_or_default())
             })
-            .collect::<Vec<_>>();
+            .collect();
         let stored = with_connection!(self, conn => {
-            conn.transaction(async |conn| {
-                // A write first, so that SQLite takes its write lock at once
-                // (waiting for it) instead of failing to upgrade a read lock.
-                let touched = diesel::update(conversations::table)
-                    .filter(conversation_of(conversation_id, user.as_str()))
-                    .set(conversations::updated_at.eq(now))
-                    .execute(conn)
-                    .await?;
-                if touched == 0 {
-                    return Err(Error::ConversationNotFound);
-                }
-                // One statement per message: SQLite cannot batch an insert
-                // that returns rows, and a turn appends only a few.
-                let mut stored = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    stored.push(
-                        diesel::insert_into(messages::table)
-                            .values(row)
-                            .returning(MessageRow::as_returning())
-                            .get_result(conn)
-                            .await?,
-                    );
-                }
-                Ok(stored)
-            })
-            .await
+            // One message into the conversation, if it is the user's.
+            macro_rules! insert_owned {
+                ($conn:expr, $i:expr) => {{
+                    let (message, calls) = (&new[$i], &tool_calls[$i]);
+                    diesel::insert_into(messages::table)
+                        .values(
+                            conversations::table.filter(conversation_of(conversation_id, user.as_str())).select((
+                                conversations::id,
+                                message.role.as_str().into_sql::<Text>(),
+                                message.content.as_str().into_sql::<Text>(),
+                                calls.as_deref().into_sql::<Nullable<Text>>(),
+                                message.tool_call_id.as_deref().into_sql::<Nullable<Text>>(),
+                                now.into_sql::<Timestamp>(),
+                            )),
+                        )
+                        .into_columns((
+                            messages::conversation_id,
+                            messages::role,
+                            messages::content,
+                            messages::tool_calls,
+                            messages::tool_call_id,
+                            messages::created_at,
+                        ))
+                        .returning(MessageRow::as_returning())
+                        .get_result($conn)
+                        .await
+                        .optional()?
+                        .ok_or(Error::ConversationNotFound)
+                }};
+            }
+            if new.len() == 1 {
+                Ok(vec![insert_owned!(conn, 0)?])
+            } else {
+                conn.transaction(async |conn| {
+                    let mut stored = Vec::with_capacity(new.len());
+                    for i in 0..new.len() {
+                        stored.push(insert_owned!(conn, i)?);
+                    }
+                    Ok(stored)
+                })
+                .await
+            }
         })?;
         stored.into_iter().map(Message::try_from).collect()
     }

@@ -72,14 +72,3 @@ pub struct MessageRow {
     pub tool_call_id: Option<String>,
     pub created_at: NaiveDateTime,
 }
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = messages)]
-pub struct InsertMessage<'a> {
-    pub conversation_id: i64,
-    pub role: &'a str,
-    pub content: &'a str,
-    pub tool_calls: Option<String>,
-    pub tool_call_id: Option<&'a str>,
-    pub created_at: NaiveDateTime,
-}
