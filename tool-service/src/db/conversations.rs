@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use super::models::{ConversationRow, InsertConversation, MessageRow};
 use super::schema::{conversations, messages};
 use super::tasks::now;
-use super::{Store, with_connection};
+use super::{Store, with_connection, with_write_connection};
 use crate::domain::{NewMessage, Role, ToolCall, UserId};
 use crate::error::Error;
 
@@ -84,7 +84,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        with_connection!(self, conn => {
+        with_write_connection!(self, conn => {
             Ok(diesel::insert_into(conversations::table)
                 .values(&row)
                 .returning(ConversationRow::as_returning())
@@ -153,7 +153,7 @@ impl Store {
                     .then(|| serde_json::to_string(&m.tool_calls).unwrap_or_default())
             })
             .collect();
-        let stored = with_connection!(self, conn => {
+        let stored = with_write_connection!(self, conn => {
             // One message into the conversation, if it is the user's.
             macro_rules! insert_owned {
                 ($conn:expr, $i:expr) => {{

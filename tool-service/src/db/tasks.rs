@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 
 use super::models::{InsertTask, TaskChangeset, TaskRow};
 use super::schema::tasks;
-use super::{Store, with_connection};
+use super::{Store, with_connection, with_write_connection};
 use crate::domain::{NewTask, StatusFilter, TaskChange, UserId};
 use crate::error::Error;
 
@@ -48,7 +48,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        with_connection!(self, conn => {
+        with_write_connection!(self, conn => {
             let inserted = diesel::insert_into(tasks::table)
                 .values(&row)
                 .on_conflict_do_nothing()
@@ -121,7 +121,7 @@ impl Store {
             description: change.description.as_ref().map(|d| d.as_deref()),
             updated_at: now(),
         };
-        with_connection!(self, conn => {
+        with_write_connection!(self, conn => {
             Ok(diesel::update(tasks::table)
                 .filter(task_of(id, user.as_str()))
                 .set(&changes)
@@ -137,7 +137,7 @@ impl Store {
     /// succeeds. A task deleted meanwhile is not found.
     pub async fn complete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
         let now = now();
-        with_connection!(self, conn => {
+        with_write_connection!(self, conn => {
             let completed = diesel::update(tasks::table)
                 .filter(task_of(id, user.as_str()))
                 .filter(tasks::completed.eq(false))
@@ -162,7 +162,7 @@ impl Store {
 
     /// Deletes a task and returns it as it was.
     pub async fn delete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
-        with_connection!(self, conn => {
+        with_write_connection!(self, conn => {
             Ok(diesel::delete(tasks::table)
                 .filter(task_of(id, user.as_str()))
                 .returning(TaskRow::as_returning())
