@@ -1,6 +1,8 @@
 //! Where the tools' work happens: TaskService, behind a trait so that tests
 //! can put something else there.
 
+use std::future::Future;
+
 use taskagent_proto::task_service_client::TaskServiceClient;
 use taskagent_proto::{
     CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, ListTasksRequest, ListTasksResponse,
@@ -74,6 +76,22 @@ fn tool_error(status: Status) -> ToolError {
     }
 }
 
+impl GrpcTasks {
+    /// Makes one TaskService call as `user`.
+    async fn call<M, R, F>(
+        &self,
+        user: &str,
+        message: M,
+        method: impl FnOnce(TaskServiceClient<Channel>, Request<M>) -> F,
+    ) -> Result<R, ToolError>
+    where
+        F: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let response = method(self.client.clone(), as_user(user, message)?).await;
+        Ok(response.map_err(tool_error)?.into_inner())
+    }
+}
+
 #[tonic::async_trait]
 impl TaskBackend for GrpcTasks {
     async fn create_task(
@@ -83,21 +101,17 @@ impl TaskBackend for GrpcTasks {
         description: Option<String>,
         request_id: String,
     ) -> Result<Task, ToolError> {
-        let request = as_user(
+        let message = CreateTaskRequest {
+            title,
+            description,
+            request_id,
+        };
+        self.call(
             user,
-            CreateTaskRequest {
-                title,
-                description,
-                request_id,
-            },
-        )?;
-        let response = self
-            .client
-            .clone()
-            .create_task(request)
-            .await
-            .map_err(tool_error)?;
-        Ok(response.into_inner())
+            message,
+            |mut c, r| async move { c.create_task(r).await },
+        )
+        .await
     }
 
     async fn list_tasks(
@@ -106,43 +120,37 @@ impl TaskBackend for GrpcTasks {
         status: TaskStatusFilter,
         page_token: String,
     ) -> Result<ListTasksResponse, ToolError> {
-        let request = as_user(
+        let message = ListTasksRequest {
+            page_size: 100,
+            page_token,
+            status: status.into(),
+        };
+        self.call(
             user,
-            ListTasksRequest {
-                page_size: 100,
-                page_token,
-                status: status.into(),
-            },
-        )?;
-        let response = self
-            .client
-            .clone()
-            .list_tasks(request)
-            .await
-            .map_err(tool_error)?;
-        Ok(response.into_inner())
+            message,
+            |mut c, r| async move { c.list_tasks(r).await },
+        )
+        .await
     }
 
     async fn complete_task(&self, user: &str, id: i64) -> Result<Task, ToolError> {
-        let request = as_user(user, CompleteTaskRequest { id })?;
-        let response = self
-            .client
-            .clone()
-            .complete_task(request)
-            .await
-            .map_err(tool_error)?;
-        Ok(response.into_inner())
+        let message = CompleteTaskRequest { id };
+        self.call(
+            user,
+            message,
+            |mut c, r| async move { c.complete_task(r).await },
+        )
+        .await
     }
 
     async fn delete_task(&self, user: &str, id: i64) -> Result<Task, ToolError> {
-        let request = as_user(user, DeleteTaskRequest { id })?;
-        let response = self
-            .client
-            .clone()
-            .delete_task(request)
-            .await
-            .map_err(tool_error)?;
-        Ok(response.into_inner())
+        let message = DeleteTaskRequest { id };
+        self.call(
+            user,
+            message,
+            |mut c, r| async move { c.delete_task(r).await },
+        )
+        .await
     }
 
     async fn update_task(
@@ -152,20 +160,16 @@ impl TaskBackend for GrpcTasks {
         title: Option<String>,
         description: Option<String>,
     ) -> Result<Task, ToolError> {
-        let request = as_user(
+        let message = UpdateTaskRequest {
+            id,
+            title,
+            description,
+        };
+        self.call(
             user,
-            UpdateTaskRequest {
-                id,
-                title,
-                description,
-            },
-        )?;
-        let response = self
-            .client
-            .clone()
-            .update_task(request)
-            .await
-            .map_err(tool_error)?;
-        Ok(response.into_inner())
+            message,
+            |mut c, r| async move { c.update_task(r).await },
+        )
+        .await
     }
 }

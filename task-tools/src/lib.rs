@@ -32,6 +32,12 @@ pub struct ToolSpec {
 pub fn specs() -> Vec<ToolSpec> {
     let task_id =
         json!({"type": "integer", "description": "The task's id, as list_tasks shows it."});
+    let just_task_id = json!({
+        "type": "object",
+        "properties": {"task_id": task_id},
+        "required": ["task_id"],
+        "additionalProperties": false,
+    });
     vec![
         ToolSpec {
             name: "add_task",
@@ -60,22 +66,12 @@ pub fn specs() -> Vec<ToolSpec> {
         ToolSpec {
             name: "complete_task",
             description: "Mark one of the user's tasks as completed.",
-            parameters: json!({
-                "type": "object",
-                "properties": {"task_id": task_id},
-                "required": ["task_id"],
-                "additionalProperties": false,
-            }),
+            parameters: just_task_id.clone(),
         },
         ToolSpec {
             name: "delete_task",
             description: "Delete one of the user's tasks.",
-            parameters: json!({
-                "type": "object",
-                "properties": {"task_id": task_id},
-                "required": ["task_id"],
-                "additionalProperties": false,
-            }),
+            parameters: just_task_id,
         },
         ToolSpec {
             name: "update_task",

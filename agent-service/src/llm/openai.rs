@@ -160,27 +160,13 @@ impl OpenAiModel {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::OutOfTime),
-            Err(e) => {
-                let error = ModelError::Unavailable(taskagent_common::error_chain(&e));
-                return Attempt::Retry {
-                    error,
-                    retry_after: None,
-                };
-            }
+            Err(e) => return transport_failure(&e),
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let text = match response.text().await {
             Ok(text) => text,
-            Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::OutOfTime),
-            Err(e) => {
-                let error = ModelError::Unavailable(taskagent_common::error_chain(&e));
-                return Attempt::Retry {
-                    error,
-                    retry_after: None,
-                };
-            }
+            Err(e) => return transport_failure(&e),
         };
         if status.is_success() {
             return match parse_reply(&text) {
@@ -222,6 +208,19 @@ impl OpenAiModel {
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default()
             ))),
+        }
+    }
+}
+
+/// A request that got no complete answer: out of time, or worth a retry.
+fn transport_failure(error: &reqwest::Error) -> Attempt {
+    if error.is_timeout() {
+        Attempt::Fail(ModelError::OutOfTime)
+    } else {
+        let error = ModelError::Unavailable(taskagent_common::error_chain(error));
+        Attempt::Retry {
+            error,
+            retry_after: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
-use taskagent_proto::{ListConversationsRequest, ListMessagesRequest, Message, Role};
+use taskagent_proto::{ListConversationsRequest, Message, Role};
 use taskagent_testkit::{TestDatabase, as_user, assert_error};
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -27,24 +27,14 @@ taskagent_testkit::on_both_backends!(
 
 /// The messages stored in `user`'s only conversation.
 async fn stored(stack: &Stack, user: &str) -> Vec<Message> {
-    let mut client = ConversationServiceClient::new(stack.tools.clone());
-    let conversations = client
+    let conversations = ConversationServiceClient::new(stack.tools.clone())
         .list_conversations(as_user(user, ListConversationsRequest::default()))
         .await
         .unwrap()
         .into_inner()
         .conversations;
     assert_eq!(conversations.len(), 1);
-    let request = ListMessagesRequest {
-        conversation_id: conversations[0].id,
-        ..Default::default()
-    };
-    client
-        .list_messages(as_user(user, request))
-        .await
-        .unwrap()
-        .into_inner()
-        .messages
+    stack.messages_of(user, conversations[0].id).await
 }
 
 async fn rate_limit_with_retry_after_is_retried_then_succeeds(db: &TestDatabase) {

@@ -13,8 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use taskagent_proto::agent_service_client::AgentServiceClient;
+use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::task_service_client::TaskServiceClient;
-use taskagent_proto::{ChatRequest, ChatResponse, ListTasksRequest, Task};
+use taskagent_proto::{
+    ChatRequest, ChatResponse, ListMessagesRequest, ListTasksRequest, Message, Task,
+};
 use taskagent_testkit::{TestDatabase, as_user};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -286,6 +289,20 @@ impl Stack {
             .unwrap()
             .into_inner()
             .tasks
+    }
+
+    /// The messages stored in one of `user`'s conversations, oldest first.
+    pub async fn messages_of(&self, user: &str, conversation_id: i64) -> Vec<Message> {
+        let request = ListMessagesRequest {
+            conversation_id,
+            ..Default::default()
+        };
+        ConversationServiceClient::new(self.tools.clone())
+            .list_messages(as_user(user, request))
+            .await
+            .unwrap()
+            .into_inner()
+            .messages
     }
 
     /// Stops tool-service, leaving agent-service running.

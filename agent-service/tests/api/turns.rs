@@ -2,8 +2,7 @@
 
 use serde_json::{Value, json};
 use taskagent_proto::agent_service_client::AgentServiceClient;
-use taskagent_proto::conversation_service_client::ConversationServiceClient;
-use taskagent_proto::{ChatRequest, ListMessagesRequest, Role, chat_event};
+use taskagent_proto::{ChatRequest, Role, chat_event};
 use taskagent_testkit::{TestDatabase, as_user, assert_error};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -117,18 +116,7 @@ async fn a_chat_adds_a_task_and_history_replays_with_tool_calls(db: &TestDatabas
     assert_eq!(replay[4]["content"], "Added \"Buy milk\".");
     assert_eq!(replay[5]["content"], "what did I ask?");
 
-    let stored = ConversationServiceClient::new(stack.tools.clone())
-        .list_messages(as_user(
-            "alice",
-            ListMessagesRequest {
-                conversation_id: first.conversation_id,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let stored = stack.messages_of("alice", first.conversation_id).await;
     assert_eq!(
         stored.len(),
         6,
@@ -399,18 +387,7 @@ async fn the_offline_model_manages_tasks_without_a_network(db: &TestDatabase) {
         format!("Your completed tasks:\n- [x] {}. buy milk", task.id)
     );
     assert!(model.requests().is_empty(), "no model server was called");
-    let stored = ConversationServiceClient::new(stack.tools.clone())
-        .list_messages(as_user(
-            "alice",
-            ListMessagesRequest {
-                conversation_id: added.conversation_id,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
+    let stored = stack.messages_of("alice", added.conversation_id).await;
     assert_eq!(
         stored
             .iter()
