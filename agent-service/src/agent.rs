@@ -40,6 +40,8 @@ pub struct ToolCallRecord {
     /// The arguments as JSON (a JSON string when the model's text was not JSON).
     pub args: Value,
     pub result: Value,
+    /// How long the tool took.
+    pub duration: Duration,
 }
 
 /// What a finished turn produced.
@@ -207,17 +209,12 @@ impl Turn<'_> {
                 content: reply.content,
                 tool_calls: reply.tool_calls.clone(),
             });
-            for (call, result) in self.run_tools(reply.tool_calls).await {
+            for record in self.run_tools(reply.tool_calls).await {
                 transcript.push(ChatMessage::Tool {
-                    tool_call_id: call.id.clone(),
-                    content: result.to_string(),
+                    tool_call_id: record.id.clone(),
+                    content: record.result.to_string(),
                 });
-                records.push(ToolCallRecord {
-                    args: arguments_json(&call.arguments),
-                    id: call.id,
-                    tool: call.name,
-                    result,
-                });
+                records.push(record);
             }
         }
 
@@ -234,7 +231,7 @@ impl Turn<'_> {
 
     /// Runs the calls of one model reply, a few at a time, as the user; each
     /// result is recorded as soon as it exists. Results come back in call order.
-    async fn run_tools(&self, calls: Vec<ModelToolCall>) -> Vec<(ModelToolCall, Value)> {
+    async fn run_tools(&self, calls: Vec<ModelToolCall>) -> Vec<ToolCallRecord> {
         for call in &calls {
             (self.on_event)(Event::ToolCallStarted {
                 id: call.id.clone(),
@@ -254,11 +251,12 @@ impl Turn<'_> {
                     &request_id,
                 )
                 .await;
+                let duration = started.elapsed();
                 tracing::info!(
                     tool.name = %call.name,
                     conversation.id = self.conversation_id,
                     failed = result["status"] == "error",
-                    duration_ms = started.elapsed().as_millis() as u64,
+                    duration_ms = duration.as_millis() as u64,
                     "tool call"
                 );
                 self.record(history::tool_result(&call.id, &result.to_string()))
@@ -268,7 +266,13 @@ impl Turn<'_> {
                     tool: call.name.clone(),
                     result: result.clone(),
                 });
-                (call, result)
+                ToolCallRecord {
+                    args: arguments_json(&call.arguments),
+                    id: call.id,
+                    tool: call.name,
+                    result,
+                    duration,
+                }
             })
             .buffered(PARALLEL_TOOL_CALLS)
             .collect()

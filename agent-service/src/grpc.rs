@@ -53,6 +53,7 @@ impl From<TurnOutcome> for ChatResponse {
                     tool: r.tool,
                     args_json: r.args.to_string(),
                     result_json: r.result.to_string(),
+                    duration_ms: u32::try_from(r.duration.as_millis()).unwrap_or(u32::MAX),
                 })
                 .collect(),
             usage: Some(TokenUsage {

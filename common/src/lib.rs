@@ -4,6 +4,7 @@
 pub mod env;
 pub mod grpc;
 pub mod health;
+pub mod http;
 pub mod telemetry;
 
 /// An error and its sources on one line, for logs and start-up messages.

@@ -1,0 +1,156 @@
+//! gateway configuration, read once from the environment at start-up.
+//!
+//! | variable              | default                  | meaning                                                     |
+//! |-----------------------|--------------------------|-------------------------------------------------------------|
+//! | `GATEWAY_ADDR`        | `127.0.0.1:8000`         | address the HTTP server listens on                          |
+//! | `AGENT_SERVICE_URL`   | `http://127.0.0.1:50052` | agent-service                                               |
+//! | `TOOL_SERVICE_URL`    | `http://127.0.0.1:50051` | tool-service (conversations, health)                        |
+//! | `JWT_SECRET`          | unset                    | HS256 secret, at least 32 characters                        |
+//! | `BETTER_AUTH_SECRET`  | unset                    | used as the HS256 secret when `JWT_SECRET` is unset         |
+//! | `JWKS_URL`            | unset                    | JSON Web Key Set (EdDSA, ES256, RS256 keys, chosen by kid)  |
+//! | `BETTER_AUTH_URL`     | unset                    | `JWKS_URL` defaults to this + `/api/auth/jwks`              |
+//! | `JWT_ISSUER`          | unset                    | required `iss` when set                                     |
+//! | `JWT_AUDIENCE`        | unset                    | required `aud` when set                                     |
+//! | `CORS_ORIGINS`        | `http://localhost:3000`  | comma-separated origins allowed by CORS (`*` for any)       |
+//! | `RATE_LIMIT`          | `60`                     | chat requests per user per minute                           |
+//! | `AGENT_TIMEOUT`       | `30` (seconds)           | the agent's budget; requests time out a little after it     |
+//! | `LOG_LEVEL`, `LOG_FORMAT` | `INFO`, `text`       | as for the other services                                   |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use taskagent_common::env::{ConfigError, Env};
+use taskagent_common::telemetry::LogFormat;
+
+/// Shortest HS256 secret accepted.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// Everything the gateway reads from its environment.
+#[derive(Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub agent_service_url: String,
+    pub tool_service_url: String,
+    pub auth: AuthConfig,
+    pub cors_origins: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    pub agent_timeout: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// How tokens are checked.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    pub secret: Option<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("secret", &self.auth.secret.as_ref().map(|_| "<set>"))
+            .field("jwks_url", &self.auth.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let optional = |var: &str| Some(env.string(var, "")).filter(|v| !v.is_empty());
+        let (secret, secret_var) = match optional("JWT_SECRET") {
+            Some(secret) => (Some(secret), "JWT_SECRET"),
+            None => (optional("BETTER_AUTH_SECRET"), "BETTER_AUTH_SECRET"),
+        };
+        if let Some(secret) = &secret
+            && secret.chars().count() < MIN_SECRET_CHARS
+        {
+            return Err(ConfigError::new(
+                secret_var,
+                "must be at least 32 characters",
+            ));
+        }
+        let jwks_url = optional("JWKS_URL").or_else(|| {
+            optional("BETTER_AUTH_URL")
+                .map(|base| format!("{}/api/auth/jwks", base.trim_end_matches('/')))
+        });
+        if secret.is_none() && jwks_url.is_none() {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                "set JWT_SECRET (at least 32 characters), BETTER_AUTH_SECRET, JWKS_URL or BETTER_AUTH_URL",
+            ));
+        }
+        let rate_limit_per_minute: u32 = env.parse("RATE_LIMIT", "60")?;
+        if rate_limit_per_minute == 0 {
+            return Err(ConfigError::new("RATE_LIMIT", "must be at least 1"));
+        }
+        Ok(Self {
+            addr: env.parse("GATEWAY_ADDR", "127.0.0.1:8000")?,
+            agent_service_url: env.string("AGENT_SERVICE_URL", "http://127.0.0.1:50052"),
+            tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
+            auth: AuthConfig {
+                secret,
+                jwks_url,
+                issuer: optional("JWT_ISSUER"),
+                audience: optional("JWT_AUDIENCE"),
+            },
+            cors_origins: env
+                .string("CORS_ORIGINS", "http://localhost:3000")
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            rate_limit_per_minute,
+            agent_timeout: env.seconds("AGENT_TIMEOUT", "30")?,
+            log_level: env.string("LOG_LEVEL", "INFO"),
+            log_format: env.parse("LOG_FORMAT", "text")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn secrets_are_checked_and_better_auth_names_work() {
+        assert!(config(&[]).is_err(), "some way to check tokens is required");
+        let short = config(&[("JWT_SECRET", "too short")])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            short.as_deref(),
+            Some("JWT_SECRET: must be at least 32 characters")
+        );
+        let secret = "s".repeat(32);
+        let c = config(&[("BETTER_AUTH_SECRET", &secret)]).unwrap();
+        assert_eq!(c.auth.secret.as_deref(), Some(secret.as_str()));
+        let c = config(&[("BETTER_AUTH_URL", "https://auth.example.com/")]).unwrap();
+        assert_eq!(
+            c.auth.jwks_url.as_deref(),
+            Some("https://auth.example.com/api/auth/jwks")
+        );
+        assert_eq!(c.cors_origins, ["http://localhost:3000"]);
+        assert_eq!(
+            (c.rate_limit_per_minute, c.agent_timeout),
+            (60, Duration::from_secs(30))
+        );
+        assert!(!format!("{c:?}").contains(&secret));
+    }
+}

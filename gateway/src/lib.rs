@@ -1,0 +1,15 @@
+//! The gateway: the HTTP edge of taskagent (axum on tower). JSON with a JWT
+//! in, gRPC out to agent-service and tool-service, with the Python system's
+//! routes, messages and JSON shapes.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use config::Config;
+pub use startup::Application;

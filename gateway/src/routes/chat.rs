@@ -1,0 +1,215 @@
+//! `POST /chat`, `POST /api/{user_id}/chat` and `POST /api/{user_id}/chat/stream`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use taskagent_proto::{ChatRequest, ChatResponse, chat_event};
+
+use crate::error::ApiError;
+use crate::state::{AppState, grpc_request};
+
+/// Longest message, in characters.
+pub const MESSAGE_MAX_CHARS: usize = 4000;
+/// Beyond `AGENT_TIMEOUT`, how long the gateway waits for the agent's answer.
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+
+#[derive(Deserialize)]
+struct ChatBody {
+    #[serde(default)]
+    user_id: Option<Value>,
+    message: String,
+    #[serde(default)]
+    conversation_id: Option<i64>,
+}
+
+/// The body: at most 1 MiB (413), valid JSON of the right shape (422).
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<ChatBody, ApiError> {
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::Status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large".to_owned(),
+        ),
+        _ => ApiError::unprocessable("Could not read the request body"),
+    })?;
+    let body: ChatBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::unprocessable(format!("Invalid request body: {e}")))?;
+    if body.message.trim().is_empty() {
+        return Err(ApiError::unprocessable("Message is required"));
+    }
+    if body.message.chars().count() > MESSAGE_MAX_CHARS {
+        return Err(ApiError::unprocessable("Message exceeds 4000 characters"));
+    }
+    Ok(body)
+}
+
+/// A user id from a path or a body, string or number, as text.
+fn user_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Checks who asks and what: the token's user, the claimed user (403 when
+/// they differ), the rate budget, the body.
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    path_user: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, ChatBody), ApiError> {
+    let user = state.user(headers).await?;
+    if path_user.is_some_and(|claimed| claimed.trim() != user) {
+        return Err(ApiError::UserMismatch);
+    }
+    let body = parse_body(body)?;
+    match (&body.user_id, path_user) {
+        (Some(claimed), _) if user_text(claimed).as_deref() != Some(user.as_str()) => {
+            return Err(ApiError::UserMismatch);
+        }
+        (None, None) => return Err(ApiError::unprocessable("user_id is required")),
+        _ => {}
+    }
+    state.charge(&user)?;
+    Ok((user, body))
+}
+
+/// The HTTP shape of a turn, as the Python system answered it.
+pub fn chat_json(response: &ChatResponse) -> Value {
+    let parse = |text: &str| {
+        serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    };
+    json!({
+        "conversation_id": response.conversation_id,
+        "response": response.response,
+        "tool_calls": response.tool_calls.iter().map(|c| json!({
+            "tool": c.tool,
+            "args": parse(&c.args_json),
+            "result": parse(&c.result_json),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn timeout_error(state: &AppState) -> ApiError {
+    ApiError::Status(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "Agent execution exceeded {} seconds",
+            state.agent_timeout.as_secs_f64()
+        ),
+    )
+}
+
+async fn run_chat(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &str,
+    body: ChatBody,
+) -> Result<Json<Value>, ApiError> {
+    let budget = state.agent_timeout + TIMEOUT_MARGIN;
+    let mut request = grpc_request(
+        user,
+        headers,
+        ChatRequest {
+            conversation_id: body.conversation_id,
+            message: body.message,
+        },
+    )?;
+    request.set_timeout(budget);
+    let mut agent = state.agent.clone();
+    let call = agent.chat(request);
+    let response = tokio::time::timeout(budget, call)
+        .await
+        .map_err(|_| timeout_error(state))??
+        .into_inner();
+    for call in &response.tool_calls {
+        let failed =
+            serde_json::from_str::<Value>(&call.result_json).is_ok_and(|r| r["status"] == "error");
+        state.metrics.observe_tool(
+            &call.tool,
+            !failed,
+            Duration::from_millis(u64::from(call.duration_ms)),
+        );
+    }
+    Ok(Json(chat_json(&response)))
+}
+
+/// `POST /chat` with `{"user_id", "message", "conversation_id"?}`.
+pub async fn chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (user, body) = admit(&state, &headers, None, body).await?;
+    run_chat(&state, &headers, &user, body).await
+}
+
+/// `POST /api/{user_id}/chat` with `{"message", "conversation_id"?}`.
+pub async fn chat_as(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let (user, body) = admit(&state, &headers, Some(&user_id), body).await?;
+    run_chat(&state, &headers, &user, body).await
+}
+
+/// `POST /api/{user_id}/chat/stream`: the turn as server-sent events
+/// `conversation`, `tool_call_started`, `tool_call_finished`, `text`, then
+/// `done` (the same JSON as `/chat`) or `error` (`{"detail": ...}`).
+pub async fn chat_stream(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let (user, body) = admit(&state, &headers, Some(&user_id), body).await?;
+    let mut request = grpc_request(
+        &user,
+        &headers,
+        ChatRequest {
+            conversation_id: body.conversation_id,
+            message: body.message,
+        },
+    )?;
+    request.set_timeout(state.agent_timeout + TIMEOUT_MARGIN);
+    let stream = state.agent.clone().stream_chat(request).await?.into_inner();
+    let events = stream.map(|item| {
+        let event = match item {
+            Ok(event) => match event.event {
+                Some(chat_event::Event::ConversationId(id)) => Event::default().event("conversation").json_data(json!({"conversation_id": id})),
+                Some(chat_event::Event::ToolCallStarted(s)) => Event::default().event("tool_call_started").json_data(json!({
+                    "id": s.id, "tool": s.tool, "args": serde_json::from_str::<Value>(&s.args_json).unwrap_or(Value::Null),
+                })),
+                Some(chat_event::Event::ToolCallFinished(f)) => Event::default().event("tool_call_finished").json_data(json!({
+                    "id": f.id, "tool": f.tool, "result": serde_json::from_str::<Value>(&f.result_json).unwrap_or(Value::Null),
+                })),
+                Some(chat_event::Event::Text(text)) => Event::default().event("text").json_data(json!({"text": text})),
+                Some(chat_event::Event::Done(done)) => Event::default().event("done").json_data(chat_json(&done)),
+                None => Event::default().event("ping").json_data(json!({})),
+            },
+            Err(status) => {
+                let error = ApiError::from(status);
+                let detail = match &error {
+                    ApiError::Status(_, detail) | ApiError::RateLimited { detail, .. } => detail.clone(),
+                    ApiError::NotAuthenticated => "Not authenticated".to_owned(),
+                    ApiError::UserMismatch => "User ID mismatch".to_owned(),
+                };
+                Event::default().event("error").json_data(json!({"status": error.status().as_u16(), "detail": detail}))
+            }
+        };
+        Ok(event.unwrap_or_else(|_| Event::default().event("error").data("{}")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,5 @@
+//! The HTTP routes.
+
+pub mod chat;
+pub mod conversations;
+pub mod ops;

@@ -1,0 +1,198 @@
+//! Assembling and running the gateway: routes, limits, CORS, request ids,
+//! metrics; bind first, drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use taskagent_common::grpc::DRAIN_TIMEOUT;
+use taskagent_proto::agent_service_client::AgentServiceClient;
+use taskagent_proto::conversation_service_client::ConversationServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::routes::{chat, conversations, ops};
+use crate::state::{AppState, REQUEST_ID};
+
+/// Largest request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The gateway, bound and ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    router: axum::Router,
+}
+
+fn channel(url: &str, var: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{var} {url:?} is not a valid URL"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+impl Application {
+    /// Binds the listener and builds the routes; the upstream services are
+    /// connected lazily, so the gateway may start first.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        let agent_channel = channel(&config.agent_service_url, "AGENT_SERVICE_URL")?;
+        let tool_channel = channel(&config.tool_service_url, "TOOL_SERVICE_URL")?;
+        let state = AppState {
+            agent: AgentServiceClient::new(agent_channel.clone()),
+            conversations: ConversationServiceClient::new(tool_channel.clone()),
+            agent_channel,
+            tool_channel,
+            auth: Arc::new(Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?),
+            limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
+            metrics: Arc::new(Metrics::default()),
+            agent_timeout: config.agent_timeout,
+        };
+        tracing::info!(
+            auth.secret = config.auth.secret.is_some(),
+            auth.jwks = config.auth.jwks_url.as_deref().unwrap_or(""),
+            "gateway ready"
+        );
+        Ok(Self {
+            listener,
+            addr,
+            router: router(state, &config.cors_origins),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish
+    /// (for a bounded time).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "gateway serving");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        tracing::info!("shutting down: draining requests in flight");
+        let _ = stop.send(());
+        match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+            Ok(joined) => joined
+                .context("gateway task failed")?
+                .context("gateway failed")?,
+            Err(_) => tracing::warn!("requests in flight did not finish in time; stopping anyway"),
+        }
+        Ok(())
+    }
+}
+
+fn router(state: AppState, cors_origins: &[String]) -> axum::Router {
+    let origins = if cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let cors = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            request_id.clone(),
+        ])
+        .expose_headers([request_id]);
+    axum::Router::new()
+        .route("/chat", post(chat::chat))
+        .route("/api/{user_id}/chat", post(chat::chat_as))
+        .route("/api/{user_id}/chat/stream", post(chat::chat_stream))
+        .route("/api/{user_id}/conversations", get(conversations::list))
+        .route(
+            "/api/{user_id}/conversations/{conversation_id}/messages",
+            get(conversations::messages),
+        )
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// Gives every request an id (the caller's `x-request-id`, or a new one,
+/// echoed in the response), then logs and counts it by route template.
+async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let started = Instant::now();
+    let id = match request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) if !id.is_empty() && id.len() <= 128 => id.to_owned(),
+        _ => format!(
+            "gw-{:x}-{}",
+            process_tag(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let method = request.method().to_string();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe_request(&method, &endpoint, status, elapsed);
+    tracing::info!(
+        request.id = %id,
+        http.method = %method,
+        http.route = %endpoint,
+        http.status = status,
+        duration_ms = elapsed.as_millis() as u64,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// A per-process tag, so generated request ids differ between restarts.
+fn process_tag() -> u32 {
+    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    })
+}

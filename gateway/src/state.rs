@@ -1,0 +1,76 @@
+//! What every handler shares: the upstream gRPC clients and the gateway's
+//! own checks and counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use taskagent_proto::agent_service_client::AgentServiceClient;
+use taskagent_proto::conversation_service_client::ConversationServiceClient;
+use tonic::transport::Channel;
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+
+/// Shared state of the handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub agent: AgentServiceClient<Channel>,
+    pub conversations: ConversationServiceClient<Channel>,
+    pub agent_channel: Channel,
+    pub tool_channel: Channel,
+    pub auth: Arc<Authenticator>,
+    pub limiter: Arc<RateLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub agent_timeout: Duration,
+}
+
+/// The request id header, set by the caller or by the gateway.
+pub const REQUEST_ID: &str = "x-request-id";
+
+impl AppState {
+    /// The verified user of a request (401 otherwise).
+    pub async fn user(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let authorization = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.auth.user(authorization).await.map_err(|error| {
+            tracing::debug!(%error, "request not authenticated");
+            ApiError::NotAuthenticated
+        })
+    }
+
+    /// Takes one chat from `user`'s rate budget (429 otherwise).
+    pub fn charge(&self, user: &str) -> Result<(), ApiError> {
+        self.limiter
+            .check(user)
+            .map_err(|wait| ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+                detail: "Rate limit exceeded".to_owned(),
+            })
+    }
+}
+
+/// `message` as a gRPC request for `user`, carrying the request id.
+pub fn grpc_request<T>(
+    user: &str,
+    headers: &HeaderMap,
+    message: T,
+) -> Result<tonic::Request<T>, ApiError> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "x-user-id",
+        user.parse().map_err(|_| ApiError::NotAuthenticated)?,
+    );
+    if let Some(id) = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        metadata.insert(REQUEST_ID, id);
+    }
+    Ok(request)
+}
