@@ -1,8 +1,17 @@
 //! `taskagent`: the launcher and small operator tools.
 //!
-//! * `taskagent migrate` applies the pending database migrations of
-//!   `DATABASE_URL` (default `sqlite://taskagent.db`) and exits.
-//! * `taskagent help` prints the usage.
+//! * `taskagent` (no arguments) runs tool-service, agent-service and the
+//!   gateway in one process, each on its own port and talking gRPC over
+//!   loopback exactly as when deployed apart. Defaults: the SQLite file
+//!   `taskagent.db`, the offline model unless `OPENAI_API_KEY` is set, and,
+//!   when no JWT secret or JWKS is configured, a development secret generated
+//!   once and kept beside the database.
+//! * `taskagent token --user ID [--hours N]` prints a token for a user.
+//! * `taskagent chat --user ID [MESSAGE]` talks to a running gateway.
+//! * `taskagent migrate` applies pending migrations and exits.
+
+mod dev_auth;
+mod launch;
 
 use std::process::ExitCode;
 
@@ -11,56 +20,53 @@ use tool_service::config::Config;
 use tool_service::db;
 
 const USAGE: &str = "\
-usage: taskagent <command>
+usage: taskagent [command]
 
 commands:
-  migrate   apply pending database migrations to DATABASE_URL and exit
-  help      show this text
+  (none)                       run tool-service, agent-service and the gateway in one process
+  token --user ID [--hours N]  print a token for user ID (JWT_SECRET, BETTER_AUTH_SECRET or the development secret)
+  chat --user ID [MESSAGE]     send MESSAGE (or chat interactively) through the gateway at GATEWAY_ADDR
+  migrate                      apply pending database migrations to DATABASE_URL and exit
+  help                         show this text
 
-environment: DATABASE_URL (default sqlite://taskagent.db), LOG_LEVEL, LOG_FORMAT";
+Configuration is read from the environment; see README.md.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // TLS everywhere in this process is rustls with ring (no aws-lc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["migrate"] => migrate().await,
-        ["help" | "--help" | "-h"] => {
+    let result = match args.first().map(String::as_str) {
+        None => launch::run_all().await,
+        Some("migrate") if args.len() == 1 => migrate().await,
+        Some("token") => dev_auth::token_command(&args[1..]),
+        Some("chat") => launch::chat_command(&args[1..]).await,
+        Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
-        _ => {
+        Some(_) => {
             eprintln!("{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("taskagent: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn migrate() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("taskagent: configuration error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+async fn migrate() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
     telemetry::init(&config.log_level, config.log_format);
-    match db::migrate(&config.database.url).await {
-        Ok(applied) if applied.is_empty() => {
-            println!("{}: schema up to date", config.database.url);
-            ExitCode::SUCCESS
-        }
-        Ok(applied) => {
-            println!("{}: applied {}", config.database.url, applied.join(", "));
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("taskagent: {error}");
-            ExitCode::FAILURE
-        }
+    let applied = db::migrate(&config.database.url).await?;
+    if applied.is_empty() {
+        println!("{}: schema up to date", config.database.url);
+    } else {
+        println!("{}: applied {}", config.database.url, applied.join(", "));
     }
+    Ok(())
 }

@@ -9,6 +9,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod model;
+
 use tonic::{Code, Request, Status};
 
 /// Runs each named `async fn(&App)` once on SQLite and once on PostgreSQL,

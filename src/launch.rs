@@ -1,0 +1,146 @@
+//! Running the three services in one process, and `taskagent chat`.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use taskagent_common::telemetry;
+use tokio::sync::watch;
+
+use crate::dev_auth;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The environment, with `defaults` for variables that are not set.
+fn with_defaults(defaults: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
+    move |name| env(name).or_else(|| defaults.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+}
+
+/// Runs tool-service, agent-service and the gateway until SIGTERM or SIGINT.
+pub async fn run_all() -> anyhow::Result<()> {
+    let tool_config = tool_service::Config::from_env()?;
+    telemetry::init(&tool_config.log_level, tool_config.log_format);
+    let database = tool_config.database.url.clone();
+    let tool_app = tool_service::Application::build(tool_config).await?;
+    let tool_url = format!("http://{}", tool_app.local_addr());
+
+    let agent_config = agent_service::Config::from_lookup(with_defaults(vec![("TOOL_SERVICE_URL", tool_url.clone())]))?;
+    let offline = agent_config.model.api_key.is_none();
+    let agent_app = agent_service::Application::build(agent_config).await?;
+    let agent_url = format!("http://{}", agent_app.local_addr());
+
+    let mut gateway_defaults = vec![("TOOL_SERVICE_URL", tool_url.clone()), ("AGENT_SERVICE_URL", agent_url.clone())];
+    let has_jwks = env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some();
+    let secret = match dev_auth::configured_secret() {
+        Some(secret) => Some(secret),
+        None if has_jwks => None,
+        None => {
+            let secret = dev_auth::dev_secret(&database)?;
+            gateway_defaults.push(("JWT_SECRET", secret.clone()));
+            Some(secret)
+        }
+    };
+    let gateway_app = gateway::Application::build(gateway::Config::from_lookup(with_defaults(gateway_defaults))?).await?;
+    let gateway_addr = gateway_app.local_addr();
+
+    print_banner(gateway_addr, &tool_url, &agent_url, &database, offline, secret.as_deref())?;
+
+    let (stop, stopped) = watch::channel(false);
+    let signal = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let servers = async {
+        tokio::try_join!(
+            tool_app.run_until_stopped(signal(stopped.clone())),
+            agent_app.run_until_stopped(signal(stopped.clone())),
+            gateway_app.run_until_stopped(signal(stopped.clone())),
+        )
+    };
+    tokio::pin!(servers);
+    tokio::select! {
+        result = &mut servers => { result?; }
+        () = taskagent_common::shutdown_signal() => {
+            let _ = stop.send(true);
+            servers.await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_banner(
+    gateway: SocketAddr,
+    tool_url: &str,
+    agent_url: &str,
+    database: &tool_service::db::DatabaseUrl,
+    offline: bool,
+    secret: Option<&str>,
+) -> anyhow::Result<()> {
+    let model = if offline { "the offline model (set OPENAI_API_KEY for a real one)" } else { "OpenAI-compatible model" };
+    println!("taskagent is running");
+    println!("  gateway        http://{gateway}   (GET /health, GET /metrics, POST /api/{{user_id}}/chat)");
+    println!("  agent-service  {agent_url}   ({model})");
+    println!("  tool-service   {tool_url}   ({database})");
+    match secret {
+        Some(secret) => {
+            let token = dev_auth::mint(secret, "demo", Duration::from_secs(30 * 24 * 3600))?;
+            println!("a token for user \"demo\" (30 days; `taskagent token --user ID` makes more):");
+            println!("  {token}");
+            println!("try:");
+            println!(
+                "  curl -s http://{gateway}/api/demo/chat -H 'Authorization: Bearer {token}' \
+                 -H 'Content-Type: application/json' -d '{{\"message\": \"add buy milk\"}}'"
+            );
+        }
+        None => println!("tokens: from Better Auth (JWKS)"),
+    }
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+/// `taskagent chat --user ID [MESSAGE]`: one message, or a prompt loop.
+pub async fn chat_command(args: &[String]) -> anyhow::Result<()> {
+    let (user, ttl, words) = dev_auth::user_and_hours(args)?;
+    let token = dev_auth::mint(&dev_auth::signing_secret()?, &user, ttl)?;
+    let gateway = env("GATEWAY_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+    let url = format!("http://{gateway}/api/{user}/chat");
+    let http = taskagent_common::http::client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?;
+    let mut conversation_id: Option<i64> = None;
+    let mut send = async |message: &str| -> anyhow::Result<()> {
+        let body = json!({"message": message, "conversation_id": conversation_id});
+        let response = http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {gateway} (is `taskagent` running?)"))?;
+        let status = response.status();
+        let reply: Value = response.json().await.context("the gateway's answer is not JSON")?;
+        if !status.is_success() {
+            bail!("{} {}", status.as_u16(), reply["detail"].as_str().unwrap_or("error"));
+        }
+        conversation_id = reply["conversation_id"].as_i64();
+        println!("{}", reply["response"].as_str().unwrap_or_default());
+        Ok(())
+    };
+    if !words.is_empty() {
+        return send(&words.join(" ")).await;
+    }
+    println!("chatting as {user} (empty line or Ctrl-D to quit)");
+    let stdin = std::io::stdin();
+    loop {
+        print!("> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = send(line.trim()).await {
+            eprintln!("{error:#}");
+        }
+    }
+}
