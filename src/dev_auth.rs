@@ -13,7 +13,10 @@ use tool_service::db::DatabaseUrl;
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Where the development secret of `database` lives.
@@ -61,7 +64,9 @@ pub fn signing_secret() -> anyhow::Result<String> {
         return Ok(secret);
     }
     if env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some() {
-        bail!("tokens come from Better Auth here (JWKS_URL / BETTER_AUTH_URL is set); no local secret to sign with");
+        bail!(
+            "tokens come from Better Auth here (JWKS_URL / BETTER_AUTH_URL is set); no local secret to sign with"
+        );
     }
     let config = tool_service::Config::from_env()?;
     dev_secret(&config.database.url)
@@ -71,7 +76,11 @@ pub fn signing_secret() -> anyhow::Result<String> {
 pub fn mint(secret: &str, user: &str, ttl: Duration) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let claims = serde_json::json!({"sub": user, "iat": now, "exp": now + ttl.as_secs()});
-    Ok(encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+    Ok(encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
 }
 
 /// `--user ID` (required) and `--hours N` from `args`.
@@ -84,13 +93,19 @@ pub fn user_and_hours(args: &[String]) -> anyhow::Result<(String, Duration, Vec<
         match arg.as_str() {
             "--user" => user = args.next().cloned(),
             "--hours" => {
-                let hours: f64 = args.next().context("--hours needs a number")?.parse().context("--hours needs a number")?;
+                let hours: f64 = args
+                    .next()
+                    .context("--hours needs a number")?
+                    .parse()
+                    .context("--hours needs a number")?;
                 ttl = Duration::from_secs_f64(hours * 3600.0);
             }
             _ => rest.push(arg.clone()),
         }
     }
-    let user = user.filter(|u| !u.trim().is_empty()).context("--user ID is required")?;
+    let user = user
+        .filter(|u| !u.trim().is_empty())
+        .context("--user ID is required")?;
     Ok((user, ttl, rest))
 }
 

@@ -17,7 +17,14 @@ fn env(name: &str) -> Option<String> {
 
 /// The environment, with `defaults` for variables that are not set.
 fn with_defaults(defaults: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name| env(name).or_else(|| defaults.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    move |name| {
+        env(name).or_else(|| {
+            defaults
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
 }
 
 /// Runs tool-service, agent-service and the gateway until SIGTERM or SIGINT.
@@ -28,12 +35,18 @@ pub async fn run_all() -> anyhow::Result<()> {
     let tool_app = tool_service::Application::build(tool_config).await?;
     let tool_url = format!("http://{}", tool_app.local_addr());
 
-    let agent_config = agent_service::Config::from_lookup(with_defaults(vec![("TOOL_SERVICE_URL", tool_url.clone())]))?;
+    let agent_config = agent_service::Config::from_lookup(with_defaults(vec![(
+        "TOOL_SERVICE_URL",
+        tool_url.clone(),
+    )]))?;
     let offline = agent_config.model.api_key.is_none();
     let agent_app = agent_service::Application::build(agent_config).await?;
     let agent_url = format!("http://{}", agent_app.local_addr());
 
-    let mut gateway_defaults = vec![("TOOL_SERVICE_URL", tool_url.clone()), ("AGENT_SERVICE_URL", agent_url.clone())];
+    let mut gateway_defaults = vec![
+        ("TOOL_SERVICE_URL", tool_url.clone()),
+        ("AGENT_SERVICE_URL", agent_url.clone()),
+    ];
     let has_jwks = env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some();
     let secret = match dev_auth::configured_secret() {
         Some(secret) => Some(secret),
@@ -44,10 +57,20 @@ pub async fn run_all() -> anyhow::Result<()> {
             Some(secret)
         }
     };
-    let gateway_app = gateway::Application::build(gateway::Config::from_lookup(with_defaults(gateway_defaults))?).await?;
+    let gateway_app = gateway::Application::build(gateway::Config::from_lookup(with_defaults(
+        gateway_defaults,
+    ))?)
+    .await?;
     let gateway_addr = gateway_app.local_addr();
 
-    print_banner(gateway_addr, &tool_url, &agent_url, &database, offline, secret.as_deref())?;
+    print_banner(
+        gateway_addr,
+        &tool_url,
+        &agent_url,
+        &database,
+        offline,
+        secret.as_deref(),
+    )?;
 
     let (stop, stopped) = watch::channel(false);
     let signal = |mut stopped: watch::Receiver<bool>| async move {
@@ -79,15 +102,23 @@ fn print_banner(
     offline: bool,
     secret: Option<&str>,
 ) -> anyhow::Result<()> {
-    let model = if offline { "the offline model (set OPENAI_API_KEY for a real one)" } else { "OpenAI-compatible model" };
+    let model = if offline {
+        "the offline model (set OPENAI_API_KEY for a real one)"
+    } else {
+        "OpenAI-compatible model"
+    };
     println!("taskagent is running");
-    println!("  gateway        http://{gateway}   (GET /health, GET /metrics, POST /api/{{user_id}}/chat)");
+    println!(
+        "  gateway        http://{gateway}   (GET /health, GET /metrics, POST /api/{{user_id}}/chat)"
+    );
     println!("  agent-service  {agent_url}   ({model})");
     println!("  tool-service   {tool_url}   ({database})");
     match secret {
         Some(secret) => {
             let token = dev_auth::mint(secret, "demo", Duration::from_secs(30 * 24 * 3600))?;
-            println!("a token for user \"demo\" (30 days; `taskagent token --user ID` makes more):");
+            println!(
+                "a token for user \"demo\" (30 days; `taskagent token --user ID` makes more):"
+            );
             println!("  {token}");
             println!("try:");
             println!(
@@ -107,7 +138,8 @@ pub async fn chat_command(args: &[String]) -> anyhow::Result<()> {
     let token = dev_auth::mint(&dev_auth::signing_secret()?, &user, ttl)?;
     let gateway = env("GATEWAY_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
     let url = format!("http://{gateway}/api/{user}/chat");
-    let http = taskagent_common::http::client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?;
+    let http =
+        taskagent_common::http::client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?;
     let mut conversation_id: Option<i64> = None;
     let mut send = async |message: &str| -> anyhow::Result<()> {
         let body = json!({"message": message, "conversation_id": conversation_id});
@@ -117,11 +149,20 @@ pub async fn chat_command(args: &[String]) -> anyhow::Result<()> {
             .json(&body)
             .send()
             .await
-            .with_context(|| format!("cannot reach the gateway at {gateway} (is `taskagent` running?)"))?;
+            .with_context(|| {
+                format!("cannot reach the gateway at {gateway} (is `taskagent` running?)")
+            })?;
         let status = response.status();
-        let reply: Value = response.json().await.context("the gateway's answer is not JSON")?;
+        let reply: Value = response
+            .json()
+            .await
+            .context("the gateway's answer is not JSON")?;
         if !status.is_success() {
-            bail!("{} {}", status.as_u16(), reply["detail"].as_str().unwrap_or("error"));
+            bail!(
+                "{} {}",
+                status.as_u16(),
+                reply["detail"].as_str().unwrap_or("error")
+            );
         }
         conversation_id = reply["conversation_id"].as_i64();
         println!("{}", reply["response"].as_str().unwrap_or_default());

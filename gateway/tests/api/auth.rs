@@ -1,0 +1,180 @@
+//! Who gets in: HS256 tokens, Better Auth's JWKS keys, and everything that
+//! must be refused with 401.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use taskagent_testkit::TestDatabase;
+
+use crate::helpers::{Edge, SECRET, ScriptedModel, at, text, token, token_with};
+
+/// Two Ed25519 keys made for these tests, with their public halves as JWK `x`.
+const KEY_A: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPejSDRvlHK1mr6JVsa0zblinwfIFMe6nFLiPQuskt6j\n-----END PRIVATE KEY-----\n";
+const X_A: &str = "Nt0yeM85z0HT363vnknoryE7IQI16YggBsE6T5AYbKw";
+const KEY_B: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOnQmXu2xJU8zMCYwzMi8oqATqPvyTqE94BgJ1u3kp53\n-----END PRIVATE KEY-----\n";
+const X_B: &str = "ez-a_-oKmEBvzIymCNoOu0_nWKo8jr-ebmOSXh4KjkA";
+
+fn jwk(kid: &str, x: &str) -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"})
+}
+
+fn ed_token(pem: &str, kid: &str, user: &str) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    let claims = json!({"sub": user, "exp": at(3600), "iss": "https://auth.test", "aud": "https://auth.test"});
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A JWKS endpoint whose keys a test can change.
+async fn jwks_server(keys: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = axum::Router::new().route(
+        "/api/auth/jwks",
+        axum::routing::get(move || {
+            let keys = keys.clone();
+            async move { axum::Json(json!({"keys": *keys.lock().unwrap()})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn status_for(edge: &Edge, token: Option<&str>) -> (u16, Option<String>, Value) {
+    let (status, headers, body) = edge
+        .post("/api/alice/chat", token, json!({"message": "hi"}))
+        .await;
+    let challenge = headers
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, challenge, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_token_is_401_with_a_bearer_challenge() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![text("welcome")]).await;
+    let edge = Edge::start(&db, &model, &[], &[]).await;
+    let header_none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(json!({"sub": "alice", "exp": at(3600)}).to_string());
+    let bad: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("malformed", Some("not.a.jwt".to_owned())),
+        (
+            "expired",
+            Some(token_with(SECRET, json!({"sub": "alice", "exp": at(-600)}))),
+        ),
+        (
+            "not yet valid",
+            Some(token_with(SECRET, json!({"sub": "alice", "nbf": at(600)}))),
+        ),
+        (
+            "wrongly signed",
+            Some(token_with(
+                "another-secret-that-is-32-chars-long!",
+                json!({"sub": "alice"}),
+            )),
+        ),
+        ("alg none", Some(format!("{header_none}.{claims}."))),
+        (
+            "no exp",
+            Some(
+                encode(
+                    &Header::default(),
+                    &json!({"sub": "alice"}),
+                    &EncodingKey::from_secret(SECRET.as_bytes()),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "no user",
+            Some(token_with(SECRET, json!({"role": "admin"}))),
+        ),
+        (
+            "oversize",
+            Some(token_with(
+                SECRET,
+                json!({"sub": "alice", "pad": "x".repeat(9000)}),
+            )),
+        ),
+    ];
+    for (case, token) in bad {
+        let (status, challenge, body) = status_for(&edge, token.as_deref()).await;
+        assert_eq!(status, 401, "{case}");
+        assert_eq!(challenge.as_deref(), Some("Bearer"), "{case}");
+        assert_eq!(body, json!({"detail": "Not authenticated"}), "{case}");
+    }
+    let (status, _, _) = status_for(&edge, Some(&token("alice"))).await;
+    assert_eq!(status, 200, "a good token still works");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "no refused request reached the model"
+    );
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_eddsa_keys_work_and_rotate_and_hs256_with_the_public_key_is_refused() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    let keys = Arc::new(Mutex::new(vec![jwk("a", X_A)]));
+    let auth_url = jwks_server(keys.clone()).await;
+    let edge = Edge::start(
+        &db,
+        &model,
+        &[
+            ("JWT_SECRET", ""),
+            ("BETTER_AUTH_URL", &auth_url),
+            ("JWT_ISSUER", "https://auth.test"),
+            ("JWT_AUDIENCE", "https://auth.test"),
+        ],
+        &[],
+    )
+    .await;
+    let (status, _, body) = status_for(&edge, Some(&ed_token(KEY_A, "a", "alice"))).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The algorithm comes from the key, not from the token.
+    let forged = |kid: Option<&str>| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        encode(
+            &header,
+            &json!({"sub": "alice", "exp": at(3600)}),
+            &EncodingKey::from_secret(X_A.as_bytes()),
+        )
+        .unwrap()
+    };
+    assert_eq!(status_for(&edge, Some(&forged(Some("a")))).await.0, 401);
+    assert_eq!(status_for(&edge, Some(&forged(None))).await.0, 401);
+    let mut wrong_issuer = Header::new(Algorithm::EdDSA);
+    wrong_issuer.kid = Some("a".into());
+    let other_iss = encode(
+        &wrong_issuer,
+        &json!({"sub": "alice", "exp": at(3600), "iss": "https://evil.test", "aud": "https://auth.test"}),
+        &EncodingKey::from_ed_pem(KEY_A.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status_for(&edge, Some(&other_iss)).await.0, 401);
+
+    // Rotation: key b replaces key a. The set is fetched again for an unknown
+    // kid, at most once per 30 s.
+    *keys.lock().unwrap() = vec![jwk("b", X_B)];
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let (status, _, body) = status_for(&edge, Some(&ed_token(KEY_B, "b", "alice"))).await;
+    assert_eq!(status, 200, "the new key is picked up: {body}");
+    let (status, _, _) = status_for(&edge, Some(&ed_token(KEY_A, "a", "alice"))).await;
+    assert_eq!(status, 401, "the retired key no longer works");
+    edge.stop().await;
+}

@@ -1,0 +1,254 @@
+//! Three real services on 127.0.0.1:0 and an HTTP client for the gateway.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header, encode};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use taskagent_proto::ListTasksRequest;
+use taskagent_proto::task_service_client::TaskServiceClient;
+pub use taskagent_testkit::model::{ScriptedModel, Step, calls, text};
+use taskagent_testkit::{TestDatabase, as_user};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The HS256 secret of the test gateways.
+pub const SECRET: &str = "a-test-secret-that-is-at-least-32-chars";
+
+/// The runner of `on_both_backends!`.
+pub async fn with_db(db: TestDatabase, test: impl AsyncFnOnce(&TestDatabase)) {
+    test(&db).await;
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn spawn<F>(run: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(Box::pin(async {
+            let _ = stopped.await;
+        })));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn lookup(
+    pairs: Vec<(&str, String)>,
+    overrides: &[(&str, &str)],
+) -> impl Fn(&str) -> Option<String> {
+    let mut env: HashMap<String, String> =
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env.retain(|_, v| !v.is_empty());
+    move |name| env.get(name).cloned()
+}
+
+/// tool-service, agent-service and the gateway, wired together.
+pub struct Edge {
+    pub url: String,
+    pub tool_url: String,
+    http: reqwest::Client,
+    tool_service: Option<Running>,
+    agent_service: Running,
+    gateway: Running,
+}
+
+impl Edge {
+    /// Starts the three services; `gateway_env` and `agent_env` override
+    /// their variables (an empty value unsets one).
+    pub async fn start(
+        db: &TestDatabase,
+        model: &ScriptedModel,
+        gateway_env: &[(&str, &str)],
+        agent_env: &[(&str, &str)],
+    ) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tool_config = tool_service::Config::from_lookup(lookup(
+            vec![
+                ("TOOL_SERVICE_ADDR", "127.0.0.1:0".into()),
+                ("DATABASE_URL", db.url().into()),
+                ("DB_POOL_SIZE", "2".into()),
+                ("DB_MAX_OVERFLOW", "6".into()),
+            ],
+            &[],
+        ))
+        .unwrap();
+        let tool_app = tool_service::Application::build(tool_config).await.unwrap();
+        let tool_url = format!("http://{}", tool_app.local_addr());
+        let tool_service = Running::spawn(|stop| tool_app.run_until_stopped(stop));
+
+        let agent_config = agent_service::Config::from_lookup(lookup(
+            vec![
+                ("AGENT_SERVICE_ADDR", "127.0.0.1:0".into()),
+                ("TOOL_SERVICE_URL", tool_url.clone()),
+                ("OPENAI_API_KEY", "sk-test".into()),
+                ("OPENAI_BASE_URL", model.base_url.clone()),
+                ("AGENT_TIMEOUT", "10".into()),
+            ],
+            agent_env,
+        ))
+        .unwrap();
+        let agent_timeout = agent_config.agent.timeout.as_secs_f64().to_string();
+        let agent_app = agent_service::Application::build(agent_config)
+            .await
+            .unwrap();
+        let agent_url = format!("http://{}", agent_app.local_addr());
+        let agent_service = Running::spawn(|stop| agent_app.run_until_stopped(stop));
+
+        let gateway_config = gateway::Config::from_lookup(lookup(
+            vec![
+                ("GATEWAY_ADDR", "127.0.0.1:0".into()),
+                ("AGENT_SERVICE_URL", agent_url),
+                ("TOOL_SERVICE_URL", tool_url.clone()),
+                ("JWT_SECRET", SECRET.into()),
+                ("AGENT_TIMEOUT", agent_timeout),
+            ],
+            gateway_env,
+        ))
+        .unwrap();
+        let gateway_app = gateway::Application::build(gateway_config).await.unwrap();
+        let url = format!("http://{}", gateway_app.local_addr());
+        let gateway = Running::spawn(|stop| gateway_app.run_until_stopped(stop));
+        Self {
+            url,
+            tool_url,
+            http: reqwest::Client::new(),
+            tool_service: Some(tool_service),
+            agent_service,
+            gateway,
+        }
+    }
+
+    /// Sends a request; `token` becomes `Authorization: Bearer`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, json)
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, HeaderMap, Value) {
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, HeaderMap, Value) {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// The raw response of a POST with `body` as it is.
+    pub async fn post_raw(&self, path: &str, token: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `user`'s task titles, straight from tool-service.
+    pub async fn task_titles(&self, user: &str) -> Vec<String> {
+        let channel = tonic::transport::Channel::from_shared(self.tool_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        TaskServiceClient::new(channel)
+            .list_tasks(as_user(user, ListTasksRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .tasks
+            .into_iter()
+            .map(|t| t.title)
+            .collect()
+    }
+
+    pub async fn stop_tool_service(&mut self) {
+        if let Some(running) = self.tool_service.take() {
+            running.stop().await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.gateway.stop().await;
+        self.agent_service.stop().await;
+        if let Some(running) = self.tool_service {
+            running.stop().await;
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An HS256 token with `claims` (plus `exp` an hour ahead unless given).
+pub fn token_with(secret: &str, mut claims: Value) -> String {
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(now() + 3600);
+    }
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid token for `user`.
+pub fn token(user: &str) -> String {
+    token_with(SECRET, json!({"sub": user}))
+}
+
+/// Seconds from now.
+pub fn at(offset: i64) -> i64 {
+    now() + offset
+}
+
+/// Lets the services settle (health watchers, lazy connections).
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

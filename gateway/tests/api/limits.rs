@@ -1,0 +1,149 @@
+//! Limits and failures at the edge: body size, validation, rate limit, the
+//! agent's timeout, and tool-service going away.
+
+use serde_json::json;
+use taskagent_testkit::TestDatabase;
+
+use crate::helpers::{Edge, ScriptedModel, Step, settle, text, token};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_and_invalid_bodies_are_refused_before_the_agent() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![]).await;
+    let edge = Edge::start(&db, &model, &[], &[]).await;
+    let alice = token("alice");
+    let huge = json!({"message": "x".repeat(1024 * 1024 + 10)})
+        .to_string()
+        .into_bytes();
+    let response = edge.post_raw("/api/alice/chat", &alice, huge).await;
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({"detail": "Request body too large"})
+    );
+
+    let response = edge
+        .post_raw("/api/alice/chat", &alice, b"{not json".to_vec())
+        .await;
+    assert_eq!(response.status().as_u16(), 422);
+    let (status, _, body) = edge
+        .post(
+            "/api/alice/chat",
+            Some(&alice),
+            json!({"text": "where is message?"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = edge
+        .post(
+            "/api/alice/chat",
+            Some(&alice),
+            json!({"message": "y".repeat(4001)}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (422, json!({"detail": "Message exceeds 4000 characters"}))
+    );
+    let (status, _, body) = edge
+        .post("/chat", Some(&alice), json!({"message": "no user_id"}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (422, json!({"detail": "user_id is required"}))
+    );
+    assert!(model.requests().is_empty());
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_answers_429_with_retry_after() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    let edge = Edge::start(&db, &model, &[("RATE_LIMIT", "2")], &[]).await;
+    let alice = token("alice");
+    for _ in 0..2 {
+        assert_eq!(
+            edge.post("/api/alice/chat", Some(&alice), json!({"message": "hi"}))
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, headers, body) = edge
+        .post("/api/alice/chat", Some(&alice), json!({"message": "hi"}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"detail": "Rate limit exceeded"}))
+    );
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    let bob = token("bob");
+    assert_eq!(
+        edge.post("/api/bob/chat", Some(&bob), json!({"message": "hi"}))
+            .await
+            .0,
+        200,
+        "per user"
+    );
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_hangs_is_504_with_the_configured_seconds() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![Step::Hang]).await;
+    let edge = Edge::start(&db, &model, &[], &[("AGENT_TIMEOUT", "1")]).await;
+    let (status, _, body) = edge
+        .post(
+            "/api/alice/chat",
+            Some(&token("alice")),
+            json!({"message": "hi"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (504, json!({"detail": "Agent execution exceeded 1 seconds"}))
+    );
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_service_down_is_503_and_unhealthy() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![]).await;
+    let mut edge = Edge::start(&db, &model, &[], &[]).await;
+    settle().await;
+    let (status, _, health) = edge.get("/health", None).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        (health["status"].as_str(), health["database"].as_str()),
+        (Some("healthy"), Some("connected"))
+    );
+
+    edge.stop_tool_service().await;
+    let (status, _, body) = edge
+        .post(
+            "/api/alice/chat",
+            Some(&token("alice")),
+            json!({"message": "hi"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (503, json!({"detail": "tool service unavailable"}))
+    );
+    let (status, _, health) = edge.get("/health", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(health["status"], "unhealthy");
+    assert!(
+        health["database"].as_str().unwrap().starts_with("error: "),
+        "{health}"
+    );
+    let (status, _, _) = edge
+        .get("/api/alice/conversations", Some(&token("alice")))
+        .await;
+    assert_eq!(status, 503);
+    edge.stop().await;
+}
