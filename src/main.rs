@@ -9,6 +9,7 @@
 //! * `taskagent token --user ID [--hours N]` prints a token for a user.
 //! * `taskagent chat --user ID [MESSAGE]` talks to a running gateway.
 //! * `taskagent migrate` applies pending migrations and exits.
+//! * `taskagent probe URL` checks an HTTP health endpoint (for containers).
 
 mod dev_auth;
 mod launch;
@@ -27,6 +28,7 @@ commands:
   token --user ID [--hours N]  print a token for user ID (JWT_SECRET, BETTER_AUTH_SECRET or the development secret)
   chat --user ID [MESSAGE]     send MESSAGE (or chat interactively) through the gateway at GATEWAY_ADDR
   migrate                      apply pending database migrations to DATABASE_URL and exit
+  probe URL                    exit 0 when GET URL answers 2xx within 5 s (container health checks)
   help                         show this text
 
 Configuration is read from the environment; see README.md.";
@@ -41,6 +43,7 @@ async fn main() -> ExitCode {
         Some("migrate") if args.len() == 1 => migrate().await,
         Some("token") => dev_auth::token_command(&args[1..]),
         Some("chat") => launch::chat_command(&args[1..]).await,
+        Some("probe") if args.len() == 2 => probe(&args[1]).await,
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -57,6 +60,23 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `taskagent probe URL`: a health check for images without curl.
+async fn probe(url: &str) -> anyhow::Result<()> {
+    let http = taskagent_common::http::client(std::time::Duration::from_secs(2))
+        .map_err(anyhow::Error::msg)?;
+    let response = http
+        .get(url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {

@@ -1,0 +1,103 @@
+"""Checks the deployment files without a Docker engine (none runs here).
+
+- docker-compose.yml parses (PyYAML, with its merge keys), every dependency
+  names a service, every service has a health check, every taskagent service
+  runs a binary the workspace builds, and every variable it sets is one the
+  services read (a typo would be silently ignored in production).
+- The Dockerfile copies exactly the binaries the workspace builds.
+- The health check commands inside the images run by hand against the real
+  launcher: `taskagent probe http://.../health` must exit 0 while healthy and
+  non-zero for a dead address. (grpc_health_probe speaks grpc.health.v1, which
+  tests/python checks with grpcio.)
+"""
+
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = ROOT / "target" / "debug"
+BINARIES = {"taskagent", "tool-service", "agent-service", "gateway"}
+
+
+def known_variables() -> set[str]:
+    names = set()
+    for path in ROOT.glob("*/src/**/*.rs"):
+        names |= set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', path.read_text()))
+    for path in (ROOT / "src").glob("*.rs"):
+        names |= set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', path.read_text()))
+    return names
+
+
+def check_compose() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    variables = known_variables()
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name}: no health check"
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name}: depends on unknown {dependency}"
+            assert condition["condition"] == "service_healthy", f"{name}: waits for {dependency} to be healthy"
+        if service.get("image", "").startswith("taskagent"):
+            assert service["build"] == ".", f"{name}: builds the Dockerfile"
+            binary = service["command"][0]
+            assert binary in BINARIES, f"{name}: unknown binary {binary}"
+            for variable in service.get("environment", {}):
+                assert variable in variables, f"{name}: {variable} is read by no service"
+    print(f"docker-compose.yml: {len(services)} services check out")
+
+
+def check_dockerfile() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"target/release/([a-z-]+)", text))
+    assert copied == BINARIES, f"Dockerfile copies {copied}, the workspace builds {BINARIES}"
+    for binary in BINARIES:
+        assert (BIN / binary).exists(), f"{binary} was not built"
+    assert re.search(r"^USER taskagent$", text, re.M), "the image runs as a non-root user"
+    print("Dockerfile: binaries and user check out")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_health_commands() -> None:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "TOOL_SERVICE_ADDR": f"127.0.0.1:{free_port()}",
+            "AGENT_SERVICE_ADDR": f"127.0.0.1:{free_port()}",
+            "GATEWAY_ADDR": f"127.0.0.1:{port}",
+            "LOG_LEVEL": "warn",
+        }
+        launcher = subprocess.Popen([BIN / "taskagent"], cwd=folder, env=env, stdout=subprocess.DEVNULL)
+        try:
+            probe = [BIN / "taskagent", "probe", f"http://127.0.0.1:{port}/health"]
+            for _ in range(100):
+                if subprocess.run(probe, capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                sys.exit("taskagent probe never saw a healthy gateway")
+        finally:
+            launcher.terminate()
+            assert launcher.wait(timeout=20) == 0, "the launcher exits 0 on SIGTERM"
+        dead = subprocess.run([BIN / "taskagent", "probe", f"http://127.0.0.1:{port}/health"], capture_output=True)
+        assert dead.returncode != 0, "the probe fails when nothing answers"
+    print("health check commands: taskagent probe passes while healthy, fails when down")
+
+
+if __name__ == "__main__":
+    check_compose()
+    check_dockerfile()
+    check_health_commands()
