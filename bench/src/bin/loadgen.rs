@@ -50,6 +50,8 @@ enum Op {
     Chat,
     /// One chat completion from the fake model, straight over HTTP.
     Model,
+    /// `POST /api/{user_id}/chat` through the gateway (`--secret` signs the tokens).
+    HttpChat,
     /// grpc.health.v1 Check: the gRPC round trip alone, no database.
     Health,
 }
@@ -83,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 "health" => Op::Health,
                 "chat" => Op::Chat,
                 "model" => Op::Model,
+                "http-chat" => Op::HttpChat,
                 other => bail!("unknown op {other}"),
             };
             let (low, high) = flag("complete-ids", "1-1")
@@ -96,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs_f64(flag("seconds", "10").parse()?),
                 (low?, high?),
                 flag("list-users", "64").parse()?,
+                flag("secret", ""),
             )
             .await
         }
@@ -109,6 +113,14 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => bail!("usage: loadgen load|startup [--flag value]..."),
     }
+}
+
+/// An HS256 token for `user`, valid for an hour.
+fn mint(secret: &str, user: &str) -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600;
+    let claims = serde_json::json!({"sub": user, "exp": exp});
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
+        .unwrap_or_default()
 }
 
 fn as_user<T>(user: &str, message: T) -> Request<T> {
@@ -138,13 +150,14 @@ async fn load(
     duration: Duration,
     complete_ids: (i64, i64),
     list_users: usize,
+    secret: String,
 ) -> anyhow::Result<()> {
     // A few HTTP/2 connections shared round-robin, as a real client pool would.
     let mut channels = Vec::new();
     for _ in 0..concurrency.clamp(1, 4) {
         let endpoint = Channel::from_shared(addr.to_owned())?;
         // The fake model speaks HTTP/1 JSON: no gRPC connection is needed.
-        channels.push(if op == Op::Model {
+        channels.push(if matches!(op, Op::Model | Op::HttpChat) {
             endpoint.connect_lazy()
         } else {
             endpoint.connect().await?
@@ -161,6 +174,8 @@ async fn load(
         let mut agent = AgentServiceClient::new(channel);
         let http = reqwest::Client::new();
         let model_url = format!("{}/chat/completions", addr.trim_end_matches('/'));
+        let chat_url = format!("{}/api/create-{worker}/chat", addr.trim_end_matches('/'));
+        let token = mint(&secret, &format!("create-{worker}"));
         let errors = errors.clone();
         workers.push(tokio::spawn(async move {
             let mut rng = Rng(
@@ -228,6 +243,17 @@ async fn load(
                         .send()
                         .await
                         .is_ok_and(|r| r.status().is_success()),
+                    Op::HttpChat => {
+                        let body = serde_json::json!({"message": format!("add bench task {n}"), "conversation_id": conversation_id});
+                        match http.post(&chat_url).bearer_auth(&token).json(&body).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let reply: serde_json::Value = r.json().await.unwrap_or_default();
+                                conversation_id = reply["conversation_id"].as_i64();
+                                true
+                            }
+                            _ => false,
+                        }
+                    }
                     Op::Mix => unreachable!("resolved above"),
                 };
                 latencies.push(t0.elapsed().as_micros() as u32);

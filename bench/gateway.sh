@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# POST /api/{user_id}/chat through all three services on PostgreSQL, with the
+# fake model answering at once (two model calls per chat), at concurrency 8
+# and 64: requests/s, p50/p99, CPU and RSS per process. Then the launcher's
+# idle RSS. Usage: bench/gateway.sh [seconds per run, default 10].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN="${1:-10}"
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+DB=taskagent_bench_gateway
+SECRET=benchmark-secret-that-is-long-enough-32
+TOOLS=127.0.0.1:50091; AGENT=127.0.0.1:50092; GATEWAY=127.0.0.1:50093; MODEL=127.0.0.1:50099
+
+cargo build --release --workspace --locked -q
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+
+target/release/loadgen model --listen $MODEL >/dev/null & PIDS+=($!); MODEL_PID=$!
+DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=warn target/release/tool-service & PIDS+=($!); TOOL_PID=$!
+AGENT_SERVICE_ADDR=$AGENT TOOL_SERVICE_URL=http://$TOOLS OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
+  LOG_LEVEL=warn target/release/agent-service & PIDS+=($!); AGENT_PID=$!
+GATEWAY_ADDR=$GATEWAY AGENT_SERVICE_URL=http://$AGENT TOOL_SERVICE_URL=http://$TOOLS JWT_SECRET=$SECRET \
+  RATE_LIMIT=100000000 LOG_LEVEL=warn target/release/gateway & PIDS+=($!); GATEWAY_PID=$!
+sleep 1.5
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pg_ticks() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
+rss() { awk '/^VmHWM/ {printf "%dMB", $2/1024}' "/proc/$1/status"; }
+
+for c in 8 64; do
+  g0=$(ticks $GATEWAY_PID); a0=$(ticks $AGENT_PID); t0=$(ticks $TOOL_PID); m0=$(ticks $MODEL_PID); p0=$(pg_ticks)
+  target/release/loadgen load --addr "http://$GATEWAY" --op http-chat --concurrency $c --seconds "$SECONDS_PER_RUN" --secret $SECRET
+  g1=$(ticks $GATEWAY_PID); a1=$(ticks $AGENT_PID); t1=$(ticks $TOOL_PID); m1=$(ticks $MODEL_PID); p1=$(pg_ticks)
+  echo "  CPU seconds: gateway=$(( g1 - g0 ))e-2 agent=$(( a1 - a0 ))e-2 tool=$(( t1 - t0 ))e-2 model=$(( m1 - m0 ))e-2 postgres=$(( p1 - p0 ))e-2"
+  echo "  peak RSS: gateway=$(rss $GATEWAY_PID) agent=$(rss $AGENT_PID) tool=$(rss $TOOL_PID)"
+done
+kill $GATEWAY_PID $AGENT_PID $TOOL_PID; sleep 1
+psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+
+(cd "$WORK" && exec env -i PATH="$PATH" TOOL_SERVICE_ADDR=127.0.0.1:0 AGENT_SERVICE_ADDR=127.0.0.1:0 GATEWAY_ADDR=127.0.0.1:0 \
+  LOG_LEVEL=warn "$OLDPWD/target/release/taskagent" >/dev/null) & LAUNCHER=$!; PIDS+=($LAUNCHER)
+sleep 3
+echo "launcher idle: $(awk '/^VmRSS/ {printf "%.1fMB", $2/1024}' /proc/$LAUNCHER/status) RSS"
