@@ -117,10 +117,17 @@ async fn main() -> anyhow::Result<()> {
 
 /// An HS256 token for `user`, valid for an hour.
 fn mint(secret: &str, user: &str) -> String {
-    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
     let claims = serde_json::json!({"sub": user, "exp": exp});
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
-        .unwrap_or_default()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap_or_default()
 }
 
 fn as_user<T>(user: &str, message: T) -> Request<T> {
