@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "taskagent/v1/tasks.proto",
         "taskagent/v1/conversations.proto",
         "taskagent/v1/agent.proto",
+        "taskagent/v1/diagnostics.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -138,6 +138,35 @@ impl Metrics {
     }
 }
 
+/// Gauges of tool-service's database pool.
+pub fn render_pool(backend: &str, active: u32, open: u32, max: u32) -> String {
+    let backend = label(backend);
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "db_connections_active",
+            "Database connections in use by tool-service.",
+            active,
+        ),
+        (
+            "db_connections_open",
+            "Database connections tool-service holds open.",
+            open,
+        ),
+        (
+            "db_connections_max",
+            "Most database connections tool-service opens.",
+            max,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{backend=\"{backend}\"}} {value}"
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +190,8 @@ mod tests {
             text.contains("tool_executions_total{tool_name=\"add_task\",status=\"success\"} 1")
         );
         assert!(text.contains("tool_execution_duration_seconds_count{tool_name=\"add_task\"} 1"));
+        assert!(
+            render_pool("SQLite", 1, 3, 15).contains("db_connections_active{backend=\"SQLite\"} 1")
+        );
     }
 }

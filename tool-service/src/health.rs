@@ -11,10 +11,11 @@ use tonic_health::server::HealthReporter;
 use crate::db::Store;
 
 /// Names health answers for: the server as a whole and each service.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     "",
     "taskagent.v1.TaskService",
     "taskagent.v1.ConversationService",
+    "taskagent.v1.DiagnosticsService",
 ];
 
 /// Ping period while healthy, and while not (to notice recovery quickly).

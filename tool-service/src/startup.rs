@@ -11,7 +11,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::db::Store;
-use crate::grpc::{ConversationApi, TaskApi};
+use crate::grpc::{ConversationApi, DiagnosticsApi, TaskApi};
 use crate::health;
 
 /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
@@ -66,6 +66,7 @@ impl Application {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             );
+        routes.add_service(DiagnosticsApi::new(self.store.clone()).into_server());
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // Migrations ran in `build`: the database answered a moment ago.
         health::set_all(&reporter, ServingStatus::Serving).await;

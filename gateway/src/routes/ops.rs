@@ -7,6 +7,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
+use taskagent_proto::diagnostics_service_client::DiagnosticsServiceClient;
+use taskagent_proto::{DatabaseStats, GetDatabaseStatsRequest};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -29,25 +31,42 @@ async fn serving(channel: Channel) -> Result<bool, String> {
     }
 }
 
+/// tool-service's view of its database.
+async fn database(channel: Channel) -> Result<DatabaseStats, String> {
+    let mut request = tonic::Request::new(GetDatabaseStatsRequest {});
+    request.set_timeout(CHECK_TIMEOUT);
+    match tokio::time::timeout(
+        CHECK_TIMEOUT,
+        DiagnosticsServiceClient::new(channel).get_database_stats(request),
+    )
+    .await
+    {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(format!("{:?}", status.code())),
+        Err(_) => Err("no answer".to_owned()),
+    }
+}
+
 /// `{"status": "healthy"|"unhealthy", "database": "connected"|"error: ...",
 /// "tool_service": ..., "agent_service": ...}`, 503 when unhealthy.
 /// tool-service is SERVING exactly while its database answers.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let (tools, agent) = tokio::join!(
+    let (tools, agent, stats) = tokio::join!(
         serving(state.tool_channel.clone()),
-        serving(state.agent_channel.clone())
+        serving(state.agent_channel.clone()),
+        database(state.tool_channel.clone())
     );
     let describe = |answer: &Result<bool, String>| match answer {
         Ok(true) => "serving".to_owned(),
         Ok(false) => "not serving".to_owned(),
         Err(reason) => format!("unreachable ({reason})"),
     };
-    let database = match &tools {
-        Ok(true) => "connected".to_owned(),
-        Ok(false) => "error: database unreachable".to_owned(),
+    let database = match &stats {
+        Ok(stats) if stats.reachable => "connected".to_owned(),
+        Ok(_) => "error: database unreachable".to_owned(),
         Err(_) => "error: tool service unreachable".to_owned(),
     };
-    let healthy = matches!((&tools, &agent), (Ok(true), Ok(true)));
+    let healthy = matches!((&tools, &agent), (Ok(true), Ok(true))) && database == "connected";
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -62,10 +81,18 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition: the gateway's own metrics, and
+/// `db_connections_active` (with `db_connections_open` and
+/// `db_connections_max`) from tool-service's pool when it answers.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    if let Ok(stats) = database(state.tool_channel.clone()).await {
+        text.push_str(&crate::metrics::render_pool(
+            &stats.backend,
+            stats.active_connections,
+            stats.connections,
+            stats.max_connections,
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -69,6 +69,17 @@ pub struct Store {
     /// time, and its busy handler waits by sleeping (up to 100 ms a nap), so
     /// queueing writers in the process is fairer and far quicker.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The most connections the pool opens.
+    max_connections: u32,
+}
+
+/// The pool as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub backend: &'static str,
+    pub connections: u32,
+    pub active: u32,
+    pub max: u32,
 }
 
 /// Why the database could not be set up at start.
@@ -189,11 +200,26 @@ impl Store {
             pool,
             trouble: Arc::new(Notify::new()),
             writer,
+            max_connections: config.max_connections(),
         }
     }
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Open and busy connections of the pool.
+    pub fn pool_state(&self) -> PoolState {
+        let (backend, state) = match &self.pool {
+            Pool::Postgres(pool) => ("PostgreSQL", pool.state()),
+            Pool::Sqlite(pool) => ("SQLite", pool.state()),
+        };
+        PoolState {
+            backend,
+            connections: state.connections,
+            active: state.connections.saturating_sub(state.idle_connections),
+            max: self.max_connections,
+        }
     }
 
     /// Waits for the writer's turn (SQLite); `None` where writers need none.

@@ -3,6 +3,7 @@
 //! `conversations` and use `?` on [`crate::error::Error`].
 
 mod conversations;
+mod diagnostics;
 mod tasks;
 
 use base64::Engine;
@@ -11,6 +12,7 @@ use chrono::NaiveDateTime;
 use tonic::Request;
 
 pub use self::conversations::ConversationApi;
+pub use self::diagnostics::DiagnosticsApi;
 pub use self::tasks::TaskApi;
 use crate::domain::UserId;
 use crate::error::{Error, ValidationError};
