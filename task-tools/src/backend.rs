@@ -5,8 +5,8 @@ use std::future::Future;
 
 use taskagent_proto::task_service_client::TaskServiceClient;
 use taskagent_proto::{
-    CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, ListTasksRequest, ListTasksResponse,
-    Task, TaskStatusFilter, UpdateTaskRequest,
+    CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, ListTasksRequest,
+    ListTasksResponse, Task, TaskStatusFilter, UpdateTaskRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -28,8 +28,10 @@ pub trait TaskBackend: Send + Sync {
         &self,
         user: &str,
         status: TaskStatusFilter,
+        page_size: i32,
         page_token: String,
     ) -> Result<ListTasksResponse, ToolError>;
+    async fn get_task(&self, user: &str, id: i64) -> Result<Task, ToolError>;
     async fn complete_task(&self, user: &str, id: i64) -> Result<Task, ToolError>;
     async fn delete_task(&self, user: &str, id: i64) -> Result<Task, ToolError>;
     async fn update_task(
@@ -114,14 +116,21 @@ impl TaskBackend for GrpcTasks {
         .await
     }
 
+    async fn get_task(&self, user: &str, id: i64) -> Result<Task, ToolError> {
+        let message = GetTaskRequest { id };
+        self.call(user, message, |mut c, r| async move { c.get_task(r).await })
+            .await
+    }
+
     async fn list_tasks(
         &self,
         user: &str,
         status: TaskStatusFilter,
+        page_size: i32,
         page_token: String,
     ) -> Result<ListTasksResponse, ToolError> {
         let message = ListTasksRequest {
-            page_size: 100,
+            page_size,
             page_token,
             status: status.into(),
         };

@@ -26,7 +26,19 @@ pub struct ToolSpec {
     pub description: &'static str,
     /// JSON Schema of the arguments object.
     pub parameters: Value,
+    /// JSON Schema of a successful result (MCP's `outputSchema`).
+    pub output: Value,
+    /// Changes nothing (MCP's `readOnlyHint`).
+    pub read_only: bool,
+    /// May undo or overwrite what the user made (`destructiveHint`).
+    pub destructive: bool,
+    /// Repeating the call changes nothing more (`idempotentHint`).
+    pub idempotent: bool,
 }
+
+/// Most tasks one list_tasks call returns; the default is [`LIST_DEFAULT`].
+pub const LIST_MAX: i32 = 500;
+pub const LIST_DEFAULT: i32 = 100;
 
 /// The tools, in the order they are offered.
 pub fn specs() -> Vec<ToolSpec> {
@@ -37,6 +49,22 @@ pub fn specs() -> Vec<ToolSpec> {
         "properties": {"task_id": task_id},
         "required": ["task_id"],
         "additionalProperties": false,
+    });
+    let change = |status: &str| {
+        json!({
+            "type": "object",
+            "properties": {
+                "task_id": {"type": "integer"},
+                "status": {"type": "string", "const": status},
+                "title": {"type": "string"},
+            },
+            "required": ["task_id", "status", "title"],
+        })
+    };
+    let task_summary = json!({
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "title": {"type": "string"}, "completed": {"type": "boolean"}},
+        "required": ["id", "title", "completed"],
     });
     vec![
         ToolSpec {
@@ -51,27 +79,72 @@ pub fn specs() -> Vec<ToolSpec> {
                 "required": ["title"],
                 "additionalProperties": false,
             }),
+            output: change("created"),
+            read_only: false,
+            destructive: false,
+            idempotent: false,
         },
         ToolSpec {
             name: "list_tasks",
-            description: "List the user's tasks, oldest first: all of them, only pending ones, or only completed ones.",
+            description: "List the user's tasks, oldest first: all of them, only pending ones, or only completed \
+                          ones. When has_more is true, pass next_cursor as cursor to get the next tasks.",
             parameters: json!({
                 "type": "object",
                 "properties": {
                     "status": {"type": "string", "enum": ["all", "pending", "completed"], "default": "all"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": LIST_DEFAULT},
+                    "cursor": {"type": "string", "description": "next_cursor of a previous call with the same status."},
                 },
                 "additionalProperties": false,
             }),
+            output: json!({
+                "type": "object",
+                "properties": {
+                    "tasks": {"type": "array", "items": task_summary},
+                    "has_more": {"type": "boolean"},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+                "required": ["tasks", "has_more", "next_cursor"],
+            }),
+            read_only: true,
+            destructive: false,
+            idempotent: true,
+        },
+        ToolSpec {
+            name: "get_task",
+            description: "Get one of the user's tasks with its description.",
+            parameters: just_task_id.clone(),
+            output: json!({
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "title": {"type": "string"},
+                    "description": {"type": "string"},
+                    "completed": {"type": "boolean"},
+                },
+                "required": ["id", "title", "description", "completed"],
+            }),
+            read_only: true,
+            destructive: false,
+            idempotent: true,
         },
         ToolSpec {
             name: "complete_task",
             description: "Mark one of the user's tasks as completed.",
             parameters: just_task_id.clone(),
+            output: change("completed"),
+            read_only: false,
+            destructive: false,
+            idempotent: true,
         },
         ToolSpec {
             name: "delete_task",
             description: "Delete one of the user's tasks.",
             parameters: just_task_id,
+            output: change("deleted"),
+            read_only: false,
+            destructive: true,
+            idempotent: true,
         },
         ToolSpec {
             name: "update_task",
@@ -86,6 +159,10 @@ pub fn specs() -> Vec<ToolSpec> {
                 "required": ["task_id"],
                 "additionalProperties": false,
             }),
+            output: change("updated"),
+            read_only: false,
+            destructive: true,
+            idempotent: false,
         },
     ]
 }
@@ -99,6 +176,11 @@ pub enum ToolCall {
     },
     ListTasks {
         status: TaskStatusFilter,
+        limit: i32,
+        cursor: String,
+    },
+    GetTask {
+        task_id: i64,
     },
     CompleteTask {
         task_id: i64,
@@ -154,6 +236,8 @@ struct AddTaskArgs {
 #[derive(Deserialize)]
 struct ListTasksArgs {
     status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,7 +299,24 @@ impl ToolCall {
                         ));
                     }
                 };
-                Ok(Self::ListTasks { status })
+                let limit = match a.limit {
+                    None => LIST_DEFAULT,
+                    Some(n) if (1..=i64::from(LIST_MAX)).contains(&n) => n as i32,
+                    Some(_) => {
+                        return Err(invalid(format!("limit must be between 1 and {LIST_MAX}")));
+                    }
+                };
+                Ok(Self::ListTasks {
+                    status,
+                    limit,
+                    cursor: a.cursor.unwrap_or_default(),
+                })
+            }
+            "get_task" => {
+                let a: TaskIdArgs = args(value).map_err(invalid)?;
+                Ok(Self::GetTask {
+                    task_id: task_id(a.task_id).map_err(invalid)?,
+                })
             }
             "complete_task" => {
                 let a: TaskIdArgs = args(value).map_err(invalid)?;
@@ -242,9 +343,6 @@ impl ToolCall {
     }
 }
 
-/// Most tasks list_tasks returns to a model.
-pub const LIST_LIMIT: usize = 500;
-
 /// Runs `call` for `user` and returns its JSON result (a success or
 /// `{"status": "error", ...}`). `request_id` makes add_task idempotent.
 pub async fn execute(
@@ -258,7 +356,15 @@ pub async fn execute(
             .create_task(user, title, description, request_id.to_owned())
             .await
             .map(|task| task_result(&task, "created")),
-        ToolCall::ListTasks { status } => list_all(backend, user, status).await,
+        ToolCall::ListTasks { status, limit, cursor } => backend.list_tasks(user, status, limit, cursor).await.map(|page| {
+            let tasks: Vec<Value> =
+                page.tasks.iter().map(|t| json!({"id": t.id, "title": t.title, "completed": t.completed})).collect();
+            let more = !page.next_page_token.is_empty();
+            json!({"tasks": tasks, "has_more": more, "next_cursor": more.then_some(page.next_page_token)})
+        }),
+        ToolCall::GetTask { task_id } => backend.get_task(user, task_id).await.map(|task| {
+            json!({"id": task.id, "title": task.title, "description": task.description, "completed": task.completed})
+        }),
         ToolCall::CompleteTask { task_id } => backend
             .complete_task(user, task_id)
             .await
@@ -297,29 +403,6 @@ fn task_result(task: &Task, status: &str) -> Value {
     json!({"task_id": task.id, "status": status, "title": task.title})
 }
 
-async fn list_all(
-    backend: &dyn TaskBackend,
-    user: &str,
-    status: TaskStatusFilter,
-) -> Result<Value, ToolError> {
-    let mut tasks = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = backend.list_tasks(user, status, token).await?;
-        tasks.extend(
-            page.tasks
-                .iter()
-                .map(|t| json!({"id": t.id, "title": t.title, "completed": t.completed})),
-        );
-        if page.next_page_token.is_empty() || tasks.len() >= LIST_LIMIT {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    tasks.truncate(LIST_LIMIT);
-    Ok(json!({"tasks": tasks}))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,17 +419,31 @@ mod tests {
     }
 
     #[test]
-    fn the_five_tools_are_offered_in_order() {
+    fn the_six_tools_are_offered_in_order_with_their_hints() {
         let names: Vec<_> = specs().iter().map(|s| s.name).collect();
         assert_eq!(
             names,
             [
                 "add_task",
                 "list_tasks",
+                "get_task",
                 "complete_task",
                 "delete_task",
                 "update_task"
             ]
+        );
+        let hinted = |pick: fn(&ToolSpec) -> bool| {
+            specs()
+                .iter()
+                .filter(|s| pick(s))
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hinted(|s| s.read_only), ["list_tasks", "get_task"]);
+        assert_eq!(hinted(|s| s.destructive), ["delete_task", "update_task"]);
+        assert_eq!(
+            hinted(|s| s.idempotent),
+            ["list_tasks", "get_task", "complete_task", "delete_task"]
         );
     }
 
@@ -366,15 +463,23 @@ mod tests {
         assert_eq!(
             ToolCall::parse("list_tasks", ""),
             Ok(ToolCall::ListTasks {
-                status: TaskStatusFilter::All
+                status: TaskStatusFilter::All,
+                limit: LIST_DEFAULT,
+                cursor: String::new()
             })
         );
         assert_eq!(
-            ToolCall::parse("list_tasks", r#"{"status": "Pending"}"#),
+            ToolCall::parse(
+                "list_tasks",
+                r#"{"status": "Pending", "limit": 5, "cursor": "abc"}"#
+            ),
             Ok(ToolCall::ListTasks {
-                status: TaskStatusFilter::Pending
+                status: TaskStatusFilter::Pending,
+                limit: 5,
+                cursor: "abc".into()
             })
         );
+        assert!(ToolCall::parse("list_tasks", r#"{"limit": 0}"#).is_err());
         assert_eq!(
             ToolCall::parse("add_task", "{}"),
             Ok(ToolCall::AddTask {

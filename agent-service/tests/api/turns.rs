@@ -11,7 +11,7 @@ use crate::helpers::{ScriptedModel, Stack, calls, messages, text, tool_results};
 
 taskagent_testkit::on_both_backends!(
     runner = crate::helpers::with_db;
-    the_five_tool_schemas_are_sent_without_any_user,
+    the_tool_schemas_are_sent_without_any_user,
     a_chat_adds_a_task_and_history_replays_with_tool_calls,
     a_user_id_from_the_model_is_ignored,
     parallel_tool_calls_all_run_and_answer_in_call_order,
@@ -23,7 +23,7 @@ taskagent_testkit::on_both_backends!(
     the_offline_model_manages_tasks_without_a_network,
 );
 
-async fn the_five_tool_schemas_are_sent_without_any_user(db: &TestDatabase) {
+async fn the_tool_schemas_are_sent_without_any_user(db: &TestDatabase) {
     let model = ScriptedModel::start(vec![text("Hello!")]).await;
     let stack = Stack::start(db, &model, &[]).await;
     let reply = stack.chat("alice", None, "hi").await.unwrap();
@@ -51,6 +51,7 @@ async fn the_five_tool_schemas_are_sent_without_any_user(db: &TestDatabase) {
         [
             "add_task",
             "list_tasks",
+            "get_task",
             "complete_task",
             "delete_task",
             "update_task"
