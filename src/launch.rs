@@ -185,3 +185,62 @@ pub async fn chat_command(args: &[String]) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `taskagent mcp --user ID`: the task tools over MCP on stdin/stdout, as
+/// `ID`, for desktop clients. Uses tool-service at `TOOL_SERVICE_URL`, or,
+/// when that is unset, one started in this process on `DATABASE_URL` (the
+/// default SQLite file). Logs go to stderr; stdout carries only MCP.
+pub async fn mcp_command(args: &[String]) -> anyhow::Result<()> {
+    use rmcp::ServiceExt;
+
+    let (user, _, rest) = dev_auth::user_and_hours(args)?;
+    if !rest.is_empty() {
+        bail!("unexpected arguments: {}", rest.join(" "));
+    }
+    let mut tool_config = tool_service::Config::from_lookup(with_defaults(vec![
+        ("TOOL_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
+        ("LOG_LEVEL", "WARN".to_owned()),
+    ]))?;
+    telemetry::init(&tool_config.log_level, tool_config.log_format);
+    let (stop, stopped) = watch::channel(false);
+    let (url, in_process) = match env("TOOL_SERVICE_URL") {
+        Some(url) => (url, None),
+        None => {
+            tool_config.addr = "127.0.0.1:0".parse()?;
+            let app = tool_service::Application::build(tool_config).await?;
+            let url = format!("http://{}", app.local_addr());
+            let mut stopped = stopped.clone();
+            let running = tokio::spawn(app.run_until_stopped(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }));
+            (url, Some(running))
+        }
+    };
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("TOOL_SERVICE_URL {url:?} is not a valid URL"))?
+        .connect_lazy();
+    let read_only = matches!(
+        env("MCP_READ_ONLY")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("true" | "1" | "yes" | "on")
+    );
+    let names: Option<Vec<String>> = env("MCP_TOOLS").map(|list| {
+        list.split(',')
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect()
+    });
+    let tools = gateway::mcp::select_tools(read_only, names.as_deref())
+        .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
+    let backend = std::sync::Arc::new(taskagent_tools::GrpcTasks::new(channel));
+    let server = gateway::mcp::TaskToolsServer::new(backend, tools, Some(user));
+    let running = server.serve(rmcp::transport::stdio()).await?;
+    running.waiting().await?;
+    let _ = stop.send(true);
+    if let Some(in_process) = in_process {
+        in_process.await??;
+    }
+    Ok(())
+}

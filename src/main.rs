@@ -8,6 +8,7 @@
 //!   once and kept beside the database.
 //! * `taskagent token --user ID [--hours N]` prints a token for a user.
 //! * `taskagent chat --user ID [MESSAGE]` talks to a running gateway.
+//! * `taskagent mcp --user ID` serves the task tools over MCP on stdio.
 //! * `taskagent migrate` applies pending migrations and exits.
 //! * `taskagent probe URL` checks an HTTP health endpoint (for containers).
 
@@ -28,6 +29,7 @@ commands:
   token --user ID [--hours N]  print a token for user ID (JWT_SECRET, BETTER_AUTH_SECRET or the development secret)
   chat --user ID [MESSAGE]     send MESSAGE (or chat interactively) through the gateway at GATEWAY_ADDR
   migrate                      apply pending database migrations to DATABASE_URL and exit
+  mcp --user ID                serve the task tools over MCP on stdio for user ID (desktop MCP clients)
   probe URL                    exit 0 when GET URL answers 2xx within 5 s (container health checks)
   help                         show this text
 
@@ -43,6 +45,7 @@ async fn main() -> ExitCode {
         Some("migrate") if args.len() == 1 => migrate().await,
         Some("token") => dev_auth::token_command(&args[1..]),
         Some("chat") => launch::chat_command(&args[1..]).await,
+        Some("mcp") => launch::mcp_command(&args[1..]).await,
         Some("probe") if args.len() == 2 => probe(&args[1]).await,
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

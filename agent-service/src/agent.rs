@@ -32,6 +32,11 @@ Use the tools to add, list, complete, update and delete tasks; never invent task
 need one. When a tool returns {\"status\": \"error\"}, explain the problem to the user or fix the call. \
 Confirm what you did in one or two short sentences.";
 
+/// The tools the model is offered: all of the shared task tools.
+pub fn offered_tools() -> Vec<ToolSpec> {
+    taskagent_tools::specs()
+}
+
 /// One tool call of a turn, with its outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCallRecord {
@@ -91,7 +96,7 @@ impl Agent {
             tasks,
             history,
             settings,
-            tools: taskagent_tools::specs(),
+            tools: offered_tools(),
         }
     }
 

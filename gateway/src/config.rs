@@ -14,6 +14,9 @@
 //! | `CORS_ORIGINS`        | `http://localhost:3000`  | comma-separated origins allowed by CORS (`*` for any)       |
 //! | `RATE_LIMIT`          | `60`                     | chat requests per user per minute                           |
 //! | `AGENT_TIMEOUT`       | `30` (seconds)           | the agent's budget; requests time out a little after it     |
+//! | `MCP_ALLOWED_HOSTS`   | unset                    | `Host` names `/mcp` accepts besides localhost (comma list)   |
+//! | `MCP_READ_ONLY`       | `false`                  | `/mcp` offers only the read tools                            |
+//! | `MCP_TOOLS`           | all                      | `/mcp` offers only these tools (comma list)                  |
 //! | `LOG_LEVEL`, `LOG_FORMAT` | `INFO`, `text`       | as for the other services                                   |
 
 use std::net::SocketAddr;
@@ -35,8 +38,19 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub rate_limit_per_minute: u32,
     pub agent_timeout: Duration,
+    pub mcp: McpConfig,
     pub log_level: String,
     pub log_format: LogFormat,
+}
+
+/// What `/mcp` offers and to which hosts.
+#[derive(Clone, Debug, Default)]
+pub struct McpConfig {
+    /// Accepted `Host` names besides the loopback ones (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+    pub read_only: bool,
+    /// `None`: every tool.
+    pub tools: Option<Vec<String>>,
 }
 
 /// How tokens are checked.
@@ -110,10 +124,24 @@ impl Config {
                 .collect(),
             rate_limit_per_minute,
             agent_timeout: env.seconds("AGENT_TIMEOUT", "30")?,
+            mcp: McpConfig {
+                allowed_hosts: list(&env.string("MCP_ALLOWED_HOSTS", "")),
+                read_only: env.flag("MCP_READ_ONLY")?,
+                tools: optional("MCP_TOOLS").map(|names| list(&names)),
+            },
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })
     }
+}
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]

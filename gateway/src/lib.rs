@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod mcp;
 pub mod metrics;
 pub mod rate_limit;
 pub mod routes;

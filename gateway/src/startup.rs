@@ -13,14 +13,18 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use taskagent_common::grpc::DRAIN_TIMEOUT;
 use taskagent_proto::agent_service_client::AgentServiceClient;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
+use taskagent_tools::GrpcTasks;
 use tonic::transport::{Channel, Endpoint};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::mcp::{AuthenticatedUser, TaskToolsServer};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{chat, conversations, ops};
@@ -34,6 +38,8 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     router: axum::Router,
+    /// Ends the MCP sessions at shutdown.
+    stop_mcp: Box<dyn FnOnce() + Send>,
 }
 
 fn channel(url: &str, var: &str) -> anyhow::Result<Channel> {
@@ -69,10 +75,40 @@ impl Application {
             auth.jwks = config.auth.jwks_url.as_deref().unwrap_or(""),
             "gateway ready"
         );
+        let tools = crate::mcp::select_tools(config.mcp.read_only, config.mcp.tools.as_deref())
+            .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
+        let server = TaskToolsServer::new(
+            Arc::new(GrpcTasks::new(state.tool_channel.clone())),
+            tools,
+            None,
+        );
+        let mut mcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(
+            ["localhost", "127.0.0.1", "::1"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(config.mcp.allowed_hosts.clone()),
+        );
+        // Stateless, with plain JSON answers: any gateway instance can serve any call.
+        mcp_config.legacy_session_mode = false;
+        mcp_config.json_response = true;
+        mcp_config.max_request_body_bytes = MAX_BODY_BYTES;
+        if !config.cors_origins.iter().any(|o| o == "*") {
+            mcp_config.allowed_origins = config.cors_origins.clone();
+        }
+        let cancel = mcp_config.cancellation_token.clone();
+        let mcp = StreamableHttpService::new(
+            move || Ok(server.clone()),
+            Arc::new(LocalSessionManager::default()),
+            mcp_config,
+        );
+        let mcp = axum::Router::new().nest_service("/mcp", mcp).layer(
+            axum::middleware::from_fn_with_state(state.clone(), require_user),
+        );
         Ok(Self {
             listener,
             addr,
-            router: router(state, &config.cors_origins),
+            router: router(state, &config.cors_origins, mcp),
+            stop_mcp: Box::new(move || cancel.cancel()),
         })
     }
 
@@ -94,6 +130,7 @@ impl Application {
         let server = tokio::spawn(async move { server.await });
         shutdown.await;
         tracing::info!("shutting down: draining requests in flight");
+        (self.stop_mcp)();
         let _ = stop.send(());
         match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
             Ok(joined) => joined
@@ -105,7 +142,7 @@ impl Application {
     }
 }
 
-fn router(state: AppState, cors_origins: &[String]) -> axum::Router {
+fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>) -> axum::Router {
     let origins = if cors_origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
@@ -136,10 +173,23 @@ fn router(state: AppState, cors_origins: &[String]) -> axum::Router {
         )
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .merge(mcp)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(cors)
         .with_state(state)
+}
+
+/// `/mcp` needs the same bearer token as `/chat`; its user rides along in the
+/// request's extensions to the MCP handler.
+async fn require_user(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match state.user(request.headers()).await {
+        Ok(user) => {
+            request.extensions_mut().insert(AuthenticatedUser(user));
+            next.run(request).await
+        }
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    }
 }
 
 /// Gives every request an id (the caller's `x-request-id`, or a new one,

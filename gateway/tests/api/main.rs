@@ -7,3 +7,4 @@ mod auth;
 mod chat;
 mod helpers;
 mod limits;
+mod mcp;

@@ -1,0 +1,181 @@
+"""The task tools over MCP, seen by the official MCP Python SDK (PyPI `mcp`):
+Streamable HTTP at the gateway's /mcp (with a bearer JWT) and stdio through
+`taskagent mcp --user ID`, against the real launcher (TASKAGENT_BIN, default
+target/debug/taskagent)."""
+
+import asyncio
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TASKAGENT = os.environ.get("TASKAGENT_BIN", str(ROOT / "target" / "debug" / "taskagent"))
+TOOLS = ["add_task", "list_tasks", "get_task", "complete_task", "delete_task", "update_task"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Launcher:
+    """`taskagent` in a fresh folder; `url` is its /mcp endpoint."""
+
+    def __init__(self, **extra_env):
+        self.folder = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "TOOL_SERVICE_ADDR": f"127.0.0.1:{free_port()}",
+            "AGENT_SERVICE_ADDR": f"127.0.0.1:{free_port()}",
+            "GATEWAY_ADDR": f"127.0.0.1:{self.port}",
+            "LOG_LEVEL": "warn",
+            **extra_env,
+        }
+        self.process = subprocess.Popen([TASKAGENT], cwd=self.folder.name, env=self.env, stdout=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        deadline = time.time() + 30
+        while subprocess.run([TASKAGENT, "probe", f"http://127.0.0.1:{self.port}/health"], capture_output=True).returncode:
+            assert time.time() < deadline, "the launcher did not become healthy"
+            time.sleep(0.1)
+
+    def token(self, user: str) -> str:
+        out = subprocess.run([TASKAGENT, "token", "--user", user], cwd=self.folder.name, env=self.env,
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    def close(self):
+        self.process.terminate()
+        assert self.process.wait(timeout=20) == 0
+        self.folder.cleanup()
+
+
+@pytest.fixture(scope="module")
+def launcher():
+    running = Launcher()
+    yield running
+    running.close()
+
+
+async def over_http(url: str, token: str, use):
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await use(session)
+
+
+def wire(model) -> dict:
+    """A result or tool as it is on the wire (camelCase), whatever the SDK's attribute names."""
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+def structured(result):
+    data = wire(result)
+    assert data.get("isError") is not True, data
+    assert json.loads(data["content"][0]["text"]) == data["structuredContent"], "the same JSON as text"
+    return data["structuredContent"]
+
+
+def test_tools_are_listed_with_annotations_and_schemas(launcher):
+    async def use(session):
+        return (await session.list_tools()).tools
+
+    tools = {t.name: wire(t) for t in asyncio.run(over_http(launcher.url, launcher.token("alice"), use))}
+    assert sorted(tools) == sorted(TOOLS)
+    hints = {n: tuple(t["annotations"].get(k) for k in ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"))
+             for n, t in tools.items()}
+    assert hints["list_tasks"] == (True, False, True, False)
+    assert hints["get_task"] == (True, False, True, False)
+    assert hints["delete_task"] == (False, True, True, False)
+    assert hints["update_task"] == (False, True, False, False)
+    assert hints["complete_task"] == (False, False, True, False)
+    assert hints["add_task"] == (False, False, False, False)
+    for tool in tools.values():
+        assert tool["inputSchema"]["type"] == "object"
+        assert tool["outputSchema"]["type"] == "object"
+        assert "user_id" not in json.dumps(tool["inputSchema"])
+
+
+def test_every_tool_works_and_a_missing_task_is_an_error_result(launcher):
+    async def use(session):
+        added = structured(await session.call_tool("add_task", {"title": "Buy milk", "description": "oat"}))
+        assert added["status"] == "created" and added["title"] == "Buy milk"
+        task_id = added["task_id"]
+        got = structured(await session.call_tool("get_task", {"task_id": task_id}))
+        assert got == {"id": task_id, "title": "Buy milk", "description": "oat", "completed": False}
+        updated = structured(await session.call_tool("update_task", {"task_id": task_id, "title": "Buy oat milk"}))
+        assert updated == {"task_id": task_id, "status": "updated", "title": "Buy oat milk"}
+        done = structured(await session.call_tool("complete_task", {"task_id": task_id}))
+        assert done["status"] == "completed"
+        structured(await session.call_tool("add_task", {"title": "Second"}))
+        page = structured(await session.call_tool("list_tasks", {"status": "all", "limit": 1}))
+        assert len(page["tasks"]) == 1 and page["has_more"] is True and page["next_cursor"]
+        rest = structured(await session.call_tool("list_tasks", {"status": "all", "limit": 1, "cursor": page["next_cursor"]}))
+        assert [t["title"] for t in rest["tasks"]] == ["Second"] and rest["has_more"] is False
+        deleted = structured(await session.call_tool("delete_task", {"task_id": task_id}))
+        assert deleted["status"] == "deleted"
+        missing = wire(await session.call_tool("get_task", {"task_id": task_id}))
+        assert missing["isError"] is True
+        assert missing["structuredContent"] == {"status": "error", "error": "Task not found"}
+        invalid = wire(await session.call_tool("add_task", {"title": "x" * 201}))
+        assert invalid["isError"] is True and invalid["structuredContent"]["error"] == "Title exceeds 200 characters"
+
+    asyncio.run(over_http(launcher.url, launcher.token("alice"), use))
+
+    async def others(session):
+        return structured(await session.call_tool("list_tasks", {}))
+
+    assert asyncio.run(over_http(launcher.url, launcher.token("bob"), others))["tasks"] == [], "per user"
+
+
+def test_no_token_is_401(launcher):
+    import httpx2
+
+    response = httpx2.post(launcher.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                           headers={"Accept": "application/json, text/event-stream"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {"detail": "Not authenticated"}
+
+
+def test_read_only_mode_hides_the_write_tools():
+    running = Launcher(MCP_READ_ONLY="true")
+    try:
+        async def use(session):
+            return sorted(t.name for t in (await session.list_tools()).tools)
+
+        assert asyncio.run(over_http(running.url, running.token("alice"), use)) == ["get_task", "list_tasks"]
+    finally:
+        running.close()
+
+
+def test_stdio_transport_through_taskagent_mcp():
+    with tempfile.TemporaryDirectory() as folder:
+        params = StdioServerParameters(command=TASKAGENT, args=["mcp", "--user", "desktop"], cwd=folder,
+                                       env={"PATH": os.environ.get("PATH", ""), "LOG_LEVEL": "warn"})
+
+        async def run():
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    names = sorted(t.name for t in (await session.list_tools()).tools)
+                    added = structured(await session.call_tool("add_task", {"title": "From the desktop"}))
+                    listed = structured(await session.call_tool("list_tasks", {}))
+                    return names, added, listed
+
+        names, added, listed = asyncio.run(run())
+        assert names == sorted(TOOLS)
+        assert added["title"] == "From the desktop"
+        assert [t["title"] for t in listed["tasks"]] == ["From the desktop"]
+        assert (pathlib.Path(folder) / "taskagent.db").exists(), "an in-process tool-service on the default SQLite file"
