@@ -52,6 +52,10 @@ enum Op {
     Model,
     /// `POST /api/{user_id}/chat` through the gateway (`--secret` signs the tokens).
     HttpChat,
+    /// MCP `tools/call add_task` at the gateway's `/mcp` (JSON responses).
+    McpAdd,
+    /// MCP `tools/call list_tasks` at the gateway's `/mcp`.
+    McpList,
     /// grpc.health.v1 Check: the gRPC round trip alone, no database.
     Health,
 }
@@ -86,6 +90,8 @@ async fn main() -> anyhow::Result<()> {
                 "chat" => Op::Chat,
                 "model" => Op::Model,
                 "http-chat" => Op::HttpChat,
+                "mcp-add" => Op::McpAdd,
+                "mcp-list" => Op::McpList,
                 other => bail!("unknown op {other}"),
             };
             let (low, high) = flag("complete-ids", "1-1")
@@ -164,11 +170,13 @@ async fn load(
     for _ in 0..concurrency.clamp(1, 4) {
         let endpoint = Channel::from_shared(addr.to_owned())?;
         // The fake model speaks HTTP/1 JSON: no gRPC connection is needed.
-        channels.push(if matches!(op, Op::Model | Op::HttpChat) {
-            endpoint.connect_lazy()
-        } else {
-            endpoint.connect().await?
-        });
+        channels.push(
+            if matches!(op, Op::Model | Op::HttpChat | Op::McpAdd | Op::McpList) {
+                endpoint.connect_lazy()
+            } else {
+                endpoint.connect().await?
+            },
+        );
     }
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -183,6 +191,8 @@ async fn load(
         let model_url = format!("{}/chat/completions", addr.trim_end_matches('/'));
         let chat_url = format!("{}/api/create-{worker}/chat", addr.trim_end_matches('/'));
         let token = mint(&secret, &format!("create-{worker}"));
+        let mcp_url = format!("{}/mcp", addr.trim_end_matches('/'));
+        let list_token = mint(&secret, &format!("list-{}", worker % list_users.max(1)));
         let errors = errors.clone();
         workers.push(tokio::spawn(async move {
             let mut rng = Rng(
@@ -257,6 +267,30 @@ async fn load(
                                 let reply: serde_json::Value = r.json().await.unwrap_or_default();
                                 conversation_id = reply["conversation_id"].as_i64();
                                 true
+                            }
+                            _ => false,
+                        }
+                    }
+                    Op::McpAdd | Op::McpList => {
+                        let (token, call) = if this == Op::McpAdd {
+                            (&token, serde_json::json!({"name": "add_task", "arguments": {"title": format!("bench task {n}")}}))
+                        } else {
+                            (&list_token, serde_json::json!({"name": "list_tasks", "arguments": {}}))
+                        };
+                        let body = serde_json::json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": call});
+                        let sent = http
+                            .post(&mcp_url)
+                            .bearer_auth(token)
+                            .header("accept", "application/json, text/event-stream")
+                            .header("mcp-protocol-version", "2025-06-18")
+                            .json(&body)
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status().is_success() => {
+                                let reply: serde_json::Value = r.json().await.unwrap_or_default();
+                                reply["result"]["isError"] == false
+                                    && (this == Op::McpAdd || reply["result"]["structuredContent"]["tasks"].as_array().is_some_and(|t| t.len() == 20))
                             }
                             _ => false,
                         }
