@@ -124,7 +124,14 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "gateway serving");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
+        // Small JSON answers must not wait for Nagle's algorithm (40 ms stalls
+        // against delayed ACKs).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
         let server = tokio::spawn(async move { server.await });
