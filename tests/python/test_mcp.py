@@ -149,13 +149,24 @@ def test_no_token_is_401(launcher):
     assert response.json() == {"detail": "Not authenticated"}
 
 
-def test_read_only_mode_hides_the_write_tools():
-    running = Launcher(MCP_READ_ONLY="true")
+def test_read_only_mode_hides_the_write_tools_and_hosts_are_checked():
+    running = Launcher(MCP_READ_ONLY="true", MCP_ALLOWED_HOSTS="tasks.example.com")
     try:
         async def use(session):
             return sorted(t.name for t in (await session.list_tools()).tools)
 
-        assert asyncio.run(over_http(running.url, running.token("alice"), use)) == ["get_task", "list_tasks"]
+        token = running.token("alice")
+        assert asyncio.run(over_http(running.url, token, use)) == ["get_task", "list_tasks"]
+        import httpx2
+
+        def status_with_host(host):
+            return httpx2.post(running.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                               headers={"Authorization": f"Bearer {token}", "Host": host,
+                                        "Accept": "application/json, text/event-stream",
+                                        "MCP-Protocol-Version": "2025-06-18"}).status_code
+
+        assert status_with_host("tasks.example.com") == 200, "a configured deployment host is accepted"
+        assert status_with_host("evil.example") == 403, "DNS-rebinding protection stays on"
     finally:
         running.close()
 
