@@ -1,8 +1,9 @@
 //! Conversation and message queries, scoped to the calling user like tasks.
 
 use chrono::NaiveDateTime;
+use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::models::{ConversationRow, InsertConversation, MessageRow};
@@ -219,11 +220,19 @@ impl Store {
             if owned.is_none() {
                 return Err(Error::ConversationNotFound);
             }
+            // A row comparison, as for tasks: only idx_messages_conversation
+            // serves it, never a backward walk of the primary key.
             Ok(messages::table
                 .filter(messages::conversation_id.eq(conversation_id))
-                .filter(messages::id.lt(before.unwrap_or(i64::MAX)))
+                .filter(
+                    sql::<diesel::sql_types::Bool>("(messages.conversation_id, messages.id) < (")
+                        .bind::<BigInt, _>(conversation_id)
+                        .sql(", ")
+                        .bind::<BigInt, _>(before.unwrap_or(i64::MAX))
+                        .sql(")"),
+                )
                 .select(MessageRow::as_select())
-                .order(messages::id.desc())
+                .order((messages::conversation_id.desc(), messages::id.desc()))
                 .limit(fetch)
                 .load(conn)
                 .await?)

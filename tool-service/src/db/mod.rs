@@ -290,7 +290,7 @@ where
 /// Opens one PostgreSQL connection, with TLS when the URL asks for it.
 async fn connect_postgres(target: &PostgresUrl) -> ConnectionResult<AsyncPgConnection> {
     let failed = |e: tokio_postgres::Error| ConnectionError::BadConnection(error_chain(&e));
-    let mut conn = if target.tls == TlsMode::Off {
+    let conn = if target.tls == TlsMode::Off {
         let (client, connection) = target
             .config
             .connect(tokio_postgres::NoTls)
@@ -303,13 +303,6 @@ async fn connect_postgres(target: &PostgresUrl) -> ConnectionResult<AsyncPgConne
         let (client, connection) = target.config.connect(tls).await.map_err(failed)?;
         AsyncPgConnection::try_from_client_and_connection(client, connection).await?
     };
-    // Plan each execution for its own values. A generic plan of the list
-    // query ("WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3") may walk
-    // the primary key and read every other user's rows for a user with fewer
-    // tasks than the limit; planning costs tens of microseconds instead.
-    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
-        .await
-        .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
 }
 

@@ -2,7 +2,9 @@
 //! task behaves exactly like a missing one.
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::RunQueryDsl;
 
 use super::models::{InsertTask, TaskChangeset, TaskRow};
@@ -91,16 +93,40 @@ impl Store {
     ) -> Result<TaskPage, Error> {
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
         let mut tasks = with_connection!(self, conn => {
-            let mut query = tasks::table
+            // Keyset pagination as a row comparison on the index's own columns:
+            // with "id > $2" alone, a generic prepared plan on PostgreSQL may
+            // walk the primary key and read every other user's rows whenever
+            // this user has fewer tasks than the page; the row comparison can
+            // only be served by idx_tasks_user_id / idx_tasks_completed.
+            let after = after.unwrap_or(0);
+            let query = tasks::table
                 .filter(tasks::user_id.eq(user.as_str()))
-                .filter(tasks::id.gt(after.unwrap_or(0)))
                 .select(TaskRow::as_select())
-                .order(tasks::id.asc())
                 .limit(fetch)
                 .into_boxed();
-            if let Some(completed) = status.completed() {
-                query = query.filter(tasks::completed.eq(completed));
-            }
+            let query = match status.completed() {
+                None => query
+                    .filter(
+                        sql::<Bool>("(tasks.user_id, tasks.id) > (")
+                            .bind::<Text, _>(user.as_str())
+                            .sql(", ")
+                            .bind::<BigInt, _>(after)
+                            .sql(")"),
+                    )
+                    .order((tasks::user_id.asc(), tasks::id.asc())),
+                Some(completed) => query
+                    .filter(tasks::completed.eq(completed))
+                    .filter(
+                        sql::<Bool>("(tasks.user_id, tasks.completed, tasks.id) > (")
+                            .bind::<Text, _>(user.as_str())
+                            .sql(", ")
+                            .bind::<diesel::sql_types::Bool, _>(completed)
+                            .sql(", ")
+                            .bind::<BigInt, _>(after)
+                            .sql(")"),
+                    )
+                    .order((tasks::user_id.asc(), tasks::completed.asc(), tasks::id.asc())),
+            };
             Ok(query.load(conn).await?)
         })?;
         let more_after = (tasks.len() > limit).then(|| {
