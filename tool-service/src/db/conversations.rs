@@ -1,12 +1,12 @@
 //! Conversation and message queries, scoped to the calling user like tasks.
 
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::models::{ConversationRow, InsertConversation, MessageRow};
+use super::row::RowLt;
 use super::schema::{conversations, messages};
 use super::tasks::now;
 use super::{Store, with_connection, with_write_connection};
@@ -224,13 +224,10 @@ impl Store {
             // serves it, never a backward walk of the primary key.
             Ok(messages::table
                 .filter(messages::conversation_id.eq(conversation_id))
-                .filter(
-                    sql::<diesel::sql_types::Bool>("(messages.conversation_id, messages.id) < (")
-                        .bind::<BigInt, _>(conversation_id)
-                        .sql(", ")
-                        .bind::<BigInt, _>(before.unwrap_or(i64::MAX))
-                        .sql(")"),
-                )
+                .filter(RowLt(
+                    (messages::conversation_id, messages::id),
+                    (conversation_id.into_sql::<BigInt>(), before.unwrap_or(i64::MAX).into_sql::<BigInt>()),
+                ))
                 .select(MessageRow::as_select())
                 .order((messages::conversation_id.desc(), messages::id.desc()))
                 .limit(fetch)

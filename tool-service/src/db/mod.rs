@@ -9,6 +9,7 @@
 mod conversations;
 mod models;
 mod query_log;
+mod row;
 pub mod schema;
 mod tasks;
 mod tls;

@@ -2,12 +2,12 @@
 //! task behaves exactly like a missing one.
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::RunQueryDsl;
 
 use super::models::{InsertTask, TaskChangeset, TaskRow};
+use super::row::RowGt;
 use super::schema::tasks;
 use super::{Store, with_connection, with_write_connection};
 use crate::domain::{NewTask, StatusFilter, TaskChange, UserId};
@@ -93,11 +93,8 @@ impl Store {
     ) -> Result<TaskPage, Error> {
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
         let mut tasks = with_connection!(self, conn => {
-            // Keyset pagination as a row comparison on the index's own columns:
-            // with "id > $2" alone, a generic prepared plan on PostgreSQL may
-            // walk the primary key and read every other user's rows whenever
-            // this user has fewer tasks than the page; the row comparison can
-            // only be served by idx_tasks_user_id / idx_tasks_completed.
+            // Keyset pagination as a row comparison on the index's own columns
+            // (see `row`): only idx_tasks_user_id / idx_tasks_completed serve it.
             let after = after.unwrap_or(0);
             let query = tasks::table
                 .filter(tasks::user_id.eq(user.as_str()))
@@ -106,25 +103,21 @@ impl Store {
                 .into_boxed();
             let query = match status.completed() {
                 None => query
-                    .filter(
-                        sql::<Bool>("(tasks.user_id, tasks.id) > (")
-                            .bind::<Text, _>(user.as_str())
-                            .sql(", ")
-                            .bind::<BigInt, _>(after)
-                            .sql(")"),
-                    )
+                    .filter(RowGt(
+                        (tasks::user_id, tasks::id),
+                        (user.as_str().into_sql::<Text>(), after.into_sql::<BigInt>()),
+                    ))
                     .order((tasks::user_id.asc(), tasks::id.asc())),
                 Some(completed) => query
                     .filter(tasks::completed.eq(completed))
-                    .filter(
-                        sql::<Bool>("(tasks.user_id, tasks.completed, tasks.id) > (")
-                            .bind::<Text, _>(user.as_str())
-                            .sql(", ")
-                            .bind::<diesel::sql_types::Bool, _>(completed)
-                            .sql(", ")
-                            .bind::<BigInt, _>(after)
-                            .sql(")"),
-                    )
+                    .filter(RowGt(
+                        (tasks::user_id, tasks::completed, tasks::id),
+                        (
+                            user.as_str().into_sql::<Text>(),
+                            completed.into_sql::<Bool>(),
+                            after.into_sql::<BigInt>(),
+                        ),
+                    ))
                     .order((tasks::user_id.asc(), tasks::completed.asc(), tasks::id.asc())),
             };
             Ok(query.load(conn).await?)
