@@ -1,32 +1,24 @@
-//! The agent-service binary: configuration from the environment, then serve
-//! until SIGTERM or SIGINT.
+//! The agent-service binary: configuration from the environment, then serve until
+//! SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 
 use agent_service::{Application, Config};
-use taskagent_common::{shutdown_signal, telemetry};
+use taskagent_common::{run_binary, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // TLS everywhere in this process is rustls with ring (no aws-lc).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("agent-service: configuration error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    telemetry::init(&config.log_level, config.log_format);
-    let result = async {
-        let app = Application::build(config).await?;
-        app.run_until_stopped(shutdown_signal()).await
-    };
-    match result.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("agent-service failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let logging = |c: &Config| (c.log_level.clone(), c.log_format);
+    run_binary(
+        "agent-service",
+        Config::from_env(),
+        logging,
+        async |config| {
+            Application::build(config)
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        },
+    )
+    .await
 }

@@ -19,6 +19,39 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
+/// The way every service binary runs: its configuration (a bad variable is
+/// one line on stderr and exit 1), rustls with ring as the process's TLS
+/// provider, logging, then `run` until it ends; a failure is logged once and
+/// exits 1.
+pub async fn run_binary<C, F>(
+    name: &str,
+    config: Result<C, env::ConfigError>,
+    logging: impl FnOnce(&C) -> (String, telemetry::LogFormat),
+    run: impl FnOnce(C) -> F,
+) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{name}: configuration error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // TLS everywhere in the process is rustls with ring (no aws-lc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (level, format) = logging(&config);
+    telemetry::init(&level, format);
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{name} failed: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -1,30 +1,24 @@
-//! The tool-service binary: configuration from the environment, then serve
-//! until SIGTERM or SIGINT.
+//! The tool-service binary: configuration from the environment, then serve until
+//! SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 
-use taskagent_common::{shutdown_signal, telemetry};
+use taskagent_common::{run_binary, shutdown_signal};
 use tool_service::{Application, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("tool-service: configuration error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    telemetry::init(&config.log_level, config.log_format);
-    let result = async {
-        let app = Application::build(config).await?;
-        app.run_until_stopped(shutdown_signal()).await
-    };
-    match result.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("tool-service failed: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let logging = |c: &Config| (c.log_level.clone(), c.log_format);
+    run_binary(
+        "tool-service",
+        Config::from_env(),
+        logging,
+        async |config| {
+            Application::build(config)
+                .await?
+                .run_until_stopped(shutdown_signal())
+                .await
+        },
+    )
+    .await
 }
