@@ -37,6 +37,12 @@ macro_rules! on_both_backends {
     };
 }
 
+/// A runner for [`on_both_backends!`] whose tests take the database itself
+/// (and start what they need on it).
+pub async fn with_db(db: TestDatabase, test: impl AsyncFnOnce(&TestDatabase)) {
+    test(&db).await;
+}
+
 /// A throwaway database; PostgreSQL ones are dropped when this is.
 pub enum TestDatabase {
     Sqlite {

@@ -16,7 +16,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::helpers::{ScriptedModel, Stack, Step, calls, error, text, tool_results};
 
 taskagent_testkit::on_both_backends!(
-    runner = crate::helpers::with_db;
+    runner = taskagent_testkit::with_db;
     rate_limit_with_retry_after_is_retried_then_succeeds,
     exhausted_quota_is_asked_once_and_recorded,
     three_server_errors_end_in_a_clear_failure,

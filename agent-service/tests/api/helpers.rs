@@ -19,11 +19,6 @@ use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::Channel;
 
-/// The runner of `on_both_backends!`: hands the database to the test.
-pub async fn with_db(db: TestDatabase, test: impl AsyncFnOnce(&TestDatabase)) {
-    test(&db).await;
-}
-
 /// A running service and the means to stop it.
 struct Running {
     stop: oneshot::Sender<()>,

@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::helpers::{ScriptedModel, Stack, calls, messages, text, tool_results};
 
 taskagent_testkit::on_both_backends!(
-    runner = crate::helpers::with_db;
+    runner = taskagent_testkit::with_db;
     the_tool_schemas_are_sent_without_any_user,
     a_chat_adds_a_task_and_history_replays_with_tool_calls,
     a_user_id_from_the_model_is_ignored,

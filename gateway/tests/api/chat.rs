@@ -6,7 +6,7 @@ use taskagent_testkit::TestDatabase;
 use crate::helpers::{Edge, SECRET, ScriptedModel, calls, text, token, token_with};
 
 taskagent_testkit::on_both_backends!(
-    runner = crate::helpers::with_db;
+    runner = taskagent_testkit::with_db;
     a_chat_adds_a_task_and_the_conversation_continues,
     another_users_conversation_is_not_found,
     a_user_who_is_not_the_tokens_is_forbidden_on_both_routes,

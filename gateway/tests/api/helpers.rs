@@ -18,11 +18,6 @@ use tokio::task::JoinHandle;
 /// The HS256 secret of the test gateways.
 pub const SECRET: &str = "a-test-secret-that-is-at-least-32-chars";
 
-/// The runner of `on_both_backends!`.
-pub async fn with_db(db: TestDatabase, test: impl AsyncFnOnce(&TestDatabase)) {
-    test(&db).await;
-}
-
 struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
