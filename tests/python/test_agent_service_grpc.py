@@ -3,27 +3,20 @@ with the offline model, against the real binaries (AGENT_SERVICE_BIN and
 TOOL_SERVICE_BIN, default target/debug/...)."""
 
 import os
-import pathlib
-import socket
 import subprocess
 
 import grpc
 import pytest
+from support import binary, free_port
 from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TOOL_SERVICE = os.environ.get("TOOL_SERVICE_BIN", str(ROOT / "target" / "debug" / "tool-service"))
-AGENT_SERVICE = os.environ.get("AGENT_SERVICE_BIN", str(ROOT / "target" / "debug" / "agent-service"))
+TOOL_SERVICE = binary("tool-service")
+AGENT_SERVICE = binary("agent-service")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,25 +7,19 @@ import asyncio
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
+from support import binary, free_port
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-TASKAGENT = os.environ.get("TASKAGENT_BIN", str(ROOT / "target" / "debug" / "taskagent"))
+TASKAGENT = binary("taskagent")
 TOOLS = ["add_task", "list_tasks", "get_task", "complete_task", "delete_task", "update_task"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Launcher:

@@ -7,13 +7,12 @@ v1alpha, and a CreateTask call built only from what reflection returns.
 """
 
 import os
-import pathlib
-import socket
 import subprocess
 import time
 
 import grpc
 import pytest
+from support import binary, free_port
 from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
@@ -21,15 +20,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BINARY = os.environ.get("TOOL_SERVICE_BIN", str(ROOT / "target" / "debug" / "tool-service"))
+BINARY = binary("tool-service")
 SERVICES = ["taskagent.v1.TaskService", "taskagent.v1.ConversationService"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -32,16 +32,21 @@ fn time(timestamp: Option<&prost_types::Timestamp>) -> Value {
         .map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
 }
 
-async fn caller(
+/// `message` as a gRPC request for the token's user, who must be the path's
+/// `user_id` (403 otherwise).
+async fn request_as_path_user<T>(
     state: &AppState,
     headers: &HeaderMap,
     path_user: &str,
-) -> Result<String, ApiError> {
+    message: T,
+) -> Result<tonic::Request<T>, ApiError> {
     let user = state.user(headers).await?;
     if path_user.trim() != user {
         return Err(ApiError::UserMismatch);
     }
-    Ok(user)
+    let mut request = grpc_request(&user, headers, message)?;
+    request.set_timeout(CALL_TIMEOUT);
+    Ok(request)
 }
 
 /// The user's conversations, most recently active first.
@@ -51,16 +56,11 @@ pub async fn list(
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let user = caller(&state, &headers, &user_id).await?;
-    let mut request = grpc_request(
-        &user,
-        &headers,
-        ListConversationsRequest {
-            page_size: page.page_size,
-            page_token: page.page_token,
-        },
-    )?;
-    request.set_timeout(CALL_TIMEOUT);
+    let message = ListConversationsRequest {
+        page_size: page.page_size,
+        page_token: page.page_token,
+    };
+    let request = request_as_path_user(&state, &headers, &user_id, message).await?;
     let response = state
         .conversations
         .clone()
@@ -84,17 +84,12 @@ pub async fn messages(
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let user = caller(&state, &headers, &user_id).await?;
-    let mut request = grpc_request(
-        &user,
-        &headers,
-        ListMessagesRequest {
-            conversation_id,
-            page_size: page.page_size,
-            page_token: page.page_token,
-        },
-    )?;
-    request.set_timeout(CALL_TIMEOUT);
+    let message = ListMessagesRequest {
+        conversation_id,
+        page_size: page.page_size,
+        page_token: page.page_token,
+    };
+    let request = request_as_path_user(&state, &headers, &user_id, message).await?;
     let response = state
         .conversations
         .clone()
