@@ -6,9 +6,7 @@ gRPC services: health for "" and each service name, reflection v1 and
 v1alpha, and a CreateTask call built only from what reflection returns.
 """
 
-import os
 import subprocess
-import time
 
 import grpc
 import pytest
