@@ -44,8 +44,10 @@ CREATE TABLE messages (
 -- ListMessages: newest N of one conversation.
 CREATE INDEX idx_messages_conversation ON messages (conversation_id, id);
 
--- A new message makes its conversation the most recently active, inside the
--- INSERT itself: appending a message is one statement, not a transaction.
+-- A new user message makes its conversation the most recently active, inside
+-- the INSERT itself: appending a message is one statement, not a transaction.
+-- Only user messages: updated_at is indexed, so every update writes index
+-- entries, and the replies of a turn follow its user message within seconds.
 CREATE FUNCTION touch_conversation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE conversations SET updated_at = NEW.created_at
@@ -55,4 +57,4 @@ END
 $$;
 
 CREATE TRIGGER messages_touch_conversation AFTER INSERT ON messages
-    FOR EACH ROW EXECUTE FUNCTION touch_conversation();
+    FOR EACH ROW WHEN (NEW.role = 'user') EXECUTE FUNCTION touch_conversation();

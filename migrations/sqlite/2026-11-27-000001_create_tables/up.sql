@@ -38,8 +38,9 @@ CREATE TABLE messages (
 
 CREATE INDEX idx_messages_conversation ON messages (conversation_id, id);
 
--- A new message makes its conversation the most recently active.
+-- A new user message makes its conversation the most recently active.
 CREATE TRIGGER messages_touch_conversation AFTER INSERT ON messages
+WHEN NEW.role = 'user'
 BEGIN
     UPDATE conversations SET updated_at = NEW.created_at
     WHERE id = NEW.conversation_id AND updated_at < NEW.created_at;

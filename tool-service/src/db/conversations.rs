@@ -138,7 +138,7 @@ impl Store {
 
     /// Appends `new` to a conversation, atomically, and returns the stored
     /// messages. Each message is one `INSERT ... SELECT` that finds the
-    /// conversation among the user's own (a trigger then marks it active), so
+    /// conversation among the user's own (a trigger marks it active on a user message), so
     /// the usual single message costs one statement and no transaction.
     pub async fn append_messages(
         &self,
