@@ -12,7 +12,8 @@ use tool_service::db::DatabaseUrl;
 /// How long `taskagent token` tokens last unless `--hours` says otherwise.
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
-fn env(name: &str) -> Option<String> {
+/// A variable, trimmed; `None` when unset or blank.
+pub fn env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .map(|v| v.trim().to_owned())

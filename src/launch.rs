@@ -6,14 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use taskagent_common::env::Env;
 use taskagent_common::telemetry;
 use tokio::sync::watch;
 
-use crate::dev_auth;
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+use crate::dev_auth::{self, env};
 
 /// The environment, with `defaults` for variables that are not set.
 fn with_defaults(defaults: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
@@ -219,20 +216,8 @@ pub async fn mcp_command(args: &[String]) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(url.clone())
         .with_context(|| format!("TOOL_SERVICE_URL {url:?} is not a valid URL"))?
         .connect_lazy();
-    let read_only = matches!(
-        env("MCP_READ_ONLY")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("true" | "1" | "yes" | "on")
-    );
-    let names: Option<Vec<String>> = env("MCP_TOOLS").map(|list| {
-        list.split(',')
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-            .collect()
-    });
-    let tools = gateway::mcp::select_tools(read_only, names.as_deref())
+    let mcp = gateway::config::McpConfig::from_env(&Env(&|name| std::env::var(name).ok()))?;
+    let tools = gateway::mcp::select_tools(mcp.read_only, mcp.tools.as_deref())
         .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
     let backend = std::sync::Arc::new(taskagent_tools::GrpcTasks::new(channel));
     let server = gateway::mcp::TaskToolsServer::new(backend, tools, Some(user));

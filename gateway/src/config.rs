@@ -53,6 +53,19 @@ pub struct McpConfig {
     pub tools: Option<Vec<String>>,
 }
 
+impl McpConfig {
+    /// `MCP_ALLOWED_HOSTS`, `MCP_READ_ONLY` and `MCP_TOOLS`; also read by
+    /// `taskagent mcp`, which has no gateway around it.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let tools = env.string("MCP_TOOLS", "");
+        Ok(Self {
+            allowed_hosts: list(&env.string("MCP_ALLOWED_HOSTS", "")),
+            read_only: env.flag("MCP_READ_ONLY")?,
+            tools: (!tools.is_empty()).then(|| list(&tools)),
+        })
+    }
+}
+
 /// How tokens are checked.
 #[derive(Clone, Default)]
 pub struct AuthConfig {
@@ -124,11 +137,7 @@ impl Config {
                 .collect(),
             rate_limit_per_minute,
             agent_timeout: env.seconds("AGENT_TIMEOUT", "30")?,
-            mcp: McpConfig {
-                allowed_hosts: list(&env.string("MCP_ALLOWED_HOSTS", "")),
-                read_only: env.flag("MCP_READ_ONLY")?,
-                tools: optional("MCP_TOOLS").map(|names| list(&names)),
-            },
+            mcp: McpConfig::from_env(&env)?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })
