@@ -1,30 +1,45 @@
 //! One chat turn: the bounded tool-calling loop.
 //!
-//! The user's message is stored before the model is called. Each model reply
-//! and each tool result is stored as soon as it exists, so a later turn can
-//! replay the conversation and a tool's write is on record even if the turn
-//! fails afterwards. The loop ends when the model answers in text, after
-//! `AGENT_MAX_TURNS` model calls (with an answer saying so), or when
-//! `AGENT_TIMEOUT` runs out (DEADLINE_EXCEEDED); a failure is recorded on the
-//! conversation too.
+//! A turn is three kinds of tool-service call, each one transaction:
+//! BeginTurn stores the user's message and returns the history; RunToolCalls
+//! records each model reply that calls tools together with the calls'
+//! effects and results; FinishTurn stores the answer (or the failure). So a
+//! single-intent turn makes three calls, and no fault can leave a task
+//! changed without its recorded result. Every message of a turn is stored or
+//! the turn fails; a failure is recorded on the conversation when the
+//! database allows it.
+//!
+//! With a request id (the HTTP Idempotency-Key) a retried turn returns the
+//! first one's outcome, or resumes from what the first one recorded: tool
+//! calls already run are replayed to the model, never run again.
+//!
+//! The loop ends when the model answers in text, after `AGENT_MAX_TURNS`
+//! model calls (with an answer saying so), or when the turn's deadline
+//! (`AGENT_TIMEOUT`, or less when the caller's own deadline is nearer) runs
+//! out (DEADLINE_EXCEEDED).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::Value;
-use taskagent_proto::{Message, Role};
-use taskagent_tools::{TaskBackend, ToolSpec};
+use taskagent_proto::{
+    BeginTurnRequest, ChatResponse, Message, Role, TokenUsage, ToolCallRecord as WireRecord,
+    ToolResult,
+};
+use taskagent_tools::ToolSpec;
 
 use crate::config::AgentSettings;
 use crate::error::{AgentError, MESSAGE_MAX_CHARS};
-use crate::history::{self, History};
-use crate::llm::{ChatMessage, ChatModel, ModelToolCall, Usage};
+use crate::history::{self, History, TurnRef};
+use crate::llm::{ChatMessage, ChatModel, ModelError, ModelToolCall, Usage};
 
-/// Tool calls of one model reply that run at once; results keep call order.
-const PARALLEL_TOOL_CALLS: usize = 4;
-/// Time allowed to record a failure after the turn's own budget is spent.
-const FAILURE_RECORD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time kept after the turn's own deadline to record its failure.
+pub const FAILURE_RECORD_TIME: Duration = Duration::from_secs(2);
+
+/// What the model is told when earlier messages had to be left out.
+const TRIMMED_NOTE: &str = "Earlier messages of this conversation were left out because the \
+conversation no longer fits the model's context window.";
 
 /// The system prompt: what the model is for and how to use the tools.
 pub const SYSTEM_PROMPT: &str = "You are taskagent, a helpful assistant that manages the user's to-do list. \
@@ -45,7 +60,7 @@ pub struct ToolCallRecord {
     /// The arguments as JSON (a JSON string when the model's text was not JSON).
     pub args: Value,
     pub result: Value,
-    /// How long the tool took.
+    /// How long the tool took (zero when replayed from the record).
     pub duration: Duration,
 }
 
@@ -75,25 +90,29 @@ pub enum Event {
     Text(String),
 }
 
-/// The agent: a model, the task tools and the chat history.
+/// One turn asked of the agent.
+#[derive(Debug, Clone, Default)]
+pub struct TurnRequest {
+    pub conversation_id: Option<i64>,
+    pub message: String,
+    /// The idempotency key, if the caller gave one.
+    pub request_id: Option<String>,
+    /// The caller's own deadline, when it is nearer than `AGENT_TIMEOUT`.
+    pub caller_budget: Option<Duration>,
+}
+
+/// The agent: a model and the turn's record in tool-service.
 pub struct Agent {
     model: Arc<dyn ChatModel>,
-    tasks: Arc<dyn TaskBackend>,
     history: History,
     settings: AgentSettings,
     tools: Vec<ToolSpec>,
 }
 
 impl Agent {
-    pub fn new(
-        model: Arc<dyn ChatModel>,
-        tasks: Arc<dyn TaskBackend>,
-        history: History,
-        settings: AgentSettings,
-    ) -> Self {
+    pub fn new(model: Arc<dyn ChatModel>, history: History, settings: AgentSettings) -> Self {
         Self {
             model,
-            tasks,
             history,
             settings,
             tools: offered_tools(),
@@ -111,51 +130,95 @@ impl Agent {
         }
     }
 
+    /// Checks an idempotency key: 1 to 255 printable ASCII characters.
+    pub fn check_request_id(request_id: Option<&str>) -> Result<(), AgentError> {
+        match request_id {
+            Some(id)
+                if id.is_empty()
+                    || id.len() > 255
+                    || !id.bytes().all(|b| (0x20..=0x7e).contains(&b)) =>
+            {
+                Err(AgentError::InvalidRequestId)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs one turn for `user`, reporting progress to `on_event`.
     pub async fn chat(
         &self,
         user: &str,
-        conversation_id: Option<i64>,
-        message: &str,
+        request: TurnRequest,
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<TurnOutcome, AgentError> {
-        Self::check_message(message)?;
+        Self::check_message(&request.message)?;
+        Self::check_request_id(request.request_id.as_deref())?;
         let timeout = self.settings.timeout;
-        let deadline = Instant::now() + timeout;
-        let out_of_time = |_| AgentError::Timeout(timeout);
+        // Leave the caller time to hear of a failure after it is recorded.
+        let budget = match request.caller_budget {
+            Some(caller) => {
+                timeout.min(caller.saturating_sub(FAILURE_RECORD_TIME + Duration::from_millis(500)))
+            }
+            None => timeout,
+        };
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(budget)
+            .unwrap_or(now + Duration::from_secs(86_400));
 
-        let opening = self
-            .history
-            .open(user, conversation_id, self.settings.history, message);
-        let (conversation_id, stored) = tokio::time::timeout_at(deadline.into(), opening)
-            .await
-            .map_err(out_of_time)??;
-        on_event(Event::Conversation(conversation_id));
-        let turn = Turn {
+        let begin = BeginTurnRequest {
+            conversation_id: request.conversation_id,
+            message: request.message.clone(),
+            history_size: i32::try_from(self.settings.history).unwrap_or(i32::MAX),
+            request_id: request.request_id.clone().unwrap_or_default(),
+            lease: prost_types::Duration::try_from(budget + FAILURE_RECORD_TIME).ok(),
+        };
+        let opened =
+            tokio::time::timeout_at(deadline.into(), self.history.begin(user, begin, deadline))
+                .await
+                .unwrap_or(Err(AgentError::OutOfTime))
+                .map_err(|e| e.timed(timeout))?;
+        if let Some(outcome) = opened.outcome {
+            tracing::info!(
+                conversation.id = outcome.conversation_id,
+                "repeated request: the stored outcome"
+            );
+            on_event(Event::Conversation(outcome.conversation_id));
+            return Ok(TurnOutcome::from(outcome));
+        }
+        on_event(Event::Conversation(opened.conversation_id));
+        let turn = TurnRef {
+            conversation_id: opened.conversation_id,
+            turn_id: opened.turn_id,
+            request_id: request.request_id.as_deref(),
+        };
+        let mut run = Turn {
             agent: self,
             user,
-            conversation_id,
+            turn,
             deadline,
             on_event,
+            history: history::replayable(opened.history),
+            trimmed: false,
+            current: Vec::new(),
+            records: Vec::new(),
+            call_ids: HashSet::new(),
+            model_calls: 0,
+            usage: Usage::default(),
         };
-        let outcome =
-            match tokio::time::timeout_at(deadline.into(), turn.run(stored, message)).await {
-                Ok(outcome) => outcome,
-                Err(elapsed) => Err(out_of_time(elapsed)),
-            };
+        run.resume(&request.message, opened.recorded);
+        let outcome = match tokio::time::timeout_at(deadline.into(), run.run()).await {
+            Ok(outcome) => outcome.map_err(|e| e.timed(timeout)),
+            Err(_) => Err(AgentError::Timeout(timeout)),
+        };
         if let Err(error) = &outcome {
-            tracing::warn!(conversation.id = conversation_id, error = %error, "turn failed");
-            let record = self.history.append(
-                user,
-                conversation_id,
-                history::message(Role::Error, error.public_message()),
-            );
-            if !matches!(
-                tokio::time::timeout(FAILURE_RECORD_TIMEOUT, record).await,
-                Ok(Ok(()))
-            ) {
+            tracing::warn!(conversation.id = turn.conversation_id, error = %error, "turn failed");
+            let record = history::message(Role::Error, error.public_message());
+            let until = Instant::now() + FAILURE_RECORD_TIME;
+            if let Err(record_error) = self.history.finish(user, turn, record, None, until).await {
                 tracing::warn!(
-                    conversation.id = conversation_id,
+                    conversation.id = turn.conversation_id,
+                    error = %record_error,
                     "could not record the failure on the conversation"
                 );
             }
@@ -168,148 +231,215 @@ impl Agent {
 struct Turn<'a> {
     agent: &'a Agent,
     user: &'a str,
-    conversation_id: i64,
+    turn: TurnRef<'a>,
     deadline: Instant,
     on_event: &'a (dyn Fn(Event) + Send + Sync),
+    /// The replayed conversation before this turn.
+    history: Vec<ChatMessage>,
+    /// Whether some of the history was left out to fit the model's context.
+    trimmed: bool,
+    /// This turn so far: the user's message, replies and results.
+    current: Vec<ChatMessage>,
+    records: Vec<ToolCallRecord>,
+    /// Tool call ids used in this turn: the key of each call's effect.
+    call_ids: HashSet<String>,
+    model_calls: u32,
+    usage: Usage,
 }
 
 impl Turn<'_> {
-    async fn run(&self, stored: Vec<Message>, message: &str) -> Result<TurnOutcome, AgentError> {
-        let agent = self.agent;
-        agent
-            .history
-            .append(
-                self.user,
-                self.conversation_id,
-                history::message(Role::User, message),
-            )
-            .await?;
-
-        let mut transcript = vec![ChatMessage::System(SYSTEM_PROMPT.to_owned())];
-        transcript.extend(history::replayable(stored));
-        transcript.push(ChatMessage::User(message.to_owned()));
-        let mut records = Vec::new();
-        let mut usage = Usage::default();
-
-        for _ in 0..agent.settings.max_turns {
-            let reply = agent
-                .model
-                .complete(&transcript, &agent.tools, self.deadline)
-                .await
-                .map_err(|e| AgentError::from_model(e, agent.settings.timeout))?;
-            usage += reply.usage;
-            if reply.tool_calls.is_empty() {
-                let response = reply.content.unwrap_or_default();
-                self.record(history::message(Role::Assistant, response.clone()))
-                    .await;
-                (self.on_event)(Event::Text(response.clone()));
-                return Ok(self.outcome(response, records, usage));
+    /// Starts from the user's message and what an earlier attempt of this
+    /// turn recorded (nothing, for a new turn).
+    fn resume(&mut self, message: &str, recorded: Vec<Message>) {
+        for stored in &recorded {
+            if stored.role() == Role::Assistant {
+                self.model_calls += 1;
             }
-            self.record(history::assistant_with_calls(
-                reply.content.as_deref(),
-                &reply.tool_calls,
-            ))
-            .await;
-            transcript.push(ChatMessage::Assistant {
-                content: reply.content,
-                tool_calls: reply.tool_calls.clone(),
-            });
-            for record in self.run_tools(reply.tool_calls).await {
-                transcript.push(ChatMessage::Tool {
-                    tool_call_id: record.id.clone(),
-                    content: record.result.to_string(),
+            if stored.role() == Role::Tool
+                && let Some(call) = recorded
+                    .iter()
+                    .flat_map(|m| &m.tool_calls)
+                    .find(|c| c.id == stored.tool_call_id)
+            {
+                self.call_ids.insert(call.id.clone());
+                self.records.push(ToolCallRecord {
+                    id: call.id.clone(),
+                    tool: call.name.clone(),
+                    args: arguments_json(&call.arguments),
+                    result: arguments_json(&stored.content),
+                    duration: Duration::ZERO,
                 });
-                records.push(record);
             }
         }
+        let mut turn = vec![history::message(Role::User, message)];
+        turn.extend(recorded);
+        self.current = history::replayable(turn);
+    }
 
+    fn transcript(&self) -> Vec<ChatMessage> {
+        let mut transcript = vec![ChatMessage::System(SYSTEM_PROMPT.to_owned())];
+        if self.trimmed {
+            transcript.push(ChatMessage::System(TRIMMED_NOTE.to_owned()));
+        }
+        transcript.extend(self.history.iter().cloned());
+        transcript.extend(self.current.iter().cloned());
+        transcript
+    }
+
+    /// One model call. A transcript too long for the model's context loses
+    /// its oldest history until it fits (or none is left).
+    async fn ask_model(&mut self) -> Result<crate::llm::ModelReply, AgentError> {
+        loop {
+            let reply = self
+                .agent
+                .model
+                .complete(&self.transcript(), &self.agent.tools, self.deadline)
+                .await;
+            match reply {
+                Err(ModelError::ContextTooLong(_)) if trim_history(&mut self.history) => {
+                    self.trimmed = true;
+                    tracing::warn!(
+                        conversation.id = self.turn.conversation_id,
+                        history.kept = self.history.len(),
+                        "transcript too long for the model; left out older messages"
+                    );
+                }
+                other => {
+                    return other
+                        .map_err(|e| AgentError::from_model(e, self.agent.settings.timeout));
+                }
+            }
+        }
+    }
+
+    async fn run(&mut self) -> Result<TurnOutcome, AgentError> {
+        let agent = self.agent;
+        while self.model_calls < agent.settings.max_turns {
+            let reply = self.ask_model().await?;
+            self.model_calls += 1;
+            self.usage += reply.usage;
+            if reply.tool_calls.is_empty() {
+                return self.answer(reply.content.unwrap_or_default()).await;
+            }
+            let calls = self.unique_ids(reply.tool_calls);
+            for call in &calls {
+                (self.on_event)(Event::ToolCallStarted {
+                    id: call.id.clone(),
+                    tool: call.name.clone(),
+                    args: arguments_json(&call.arguments),
+                });
+            }
+            let stored = history::assistant_with_calls(reply.content.as_deref(), &calls);
+            let results = agent
+                .history
+                .run_tools(self.user, self.turn, stored, self.deadline)
+                .await?;
+            self.current.push(ChatMessage::Assistant {
+                content: reply.content,
+                tool_calls: calls.clone(),
+            });
+            for (call, result) in calls.into_iter().zip(results) {
+                self.record_result(call, result);
+            }
+        }
         let response = format!(
             "I stopped after {} steps without finishing. The changes listed above were made; \
              please check your tasks and try a simpler request.",
             agent.settings.max_turns
         );
-        self.record(history::message(Role::Assistant, response.clone()))
-            .await;
-        (self.on_event)(Event::Text(response.clone()));
-        Ok(self.outcome(response, records, usage))
+        self.answer(response).await
     }
 
-    /// Runs the calls of one model reply, a few at a time, as the user; each
-    /// result is recorded as soon as it exists. Results come back in call order.
-    async fn run_tools(&self, calls: Vec<ModelToolCall>) -> Vec<ToolCallRecord> {
-        for call in &calls {
-            (self.on_event)(Event::ToolCallStarted {
-                id: call.id.clone(),
-                tool: call.name.clone(),
-                args: arguments_json(&call.arguments),
-            });
-        }
-        futures_util::stream::iter(calls)
-            .map(|call| async move {
-                let request_id = request_id(self.conversation_id, &call);
-                let started = Instant::now();
-                let result = taskagent_tools::run(
-                    &*self.agent.tasks,
-                    self.user,
-                    &call.name,
-                    &call.arguments,
-                    &request_id,
-                )
-                .await;
-                let duration = started.elapsed();
-                tracing::info!(
-                    tool.name = %call.name,
-                    conversation.id = self.conversation_id,
-                    failed = result["status"] == "error",
-                    duration_ms = duration.as_millis() as u64,
-                    "tool call"
-                );
-                self.record(history::tool_result(&call.id, &result.to_string()))
-                    .await;
-                (self.on_event)(Event::ToolCallFinished {
-                    id: call.id.clone(),
-                    tool: call.name.clone(),
-                    result: result.clone(),
-                });
-                ToolCallRecord {
-                    args: arguments_json(&call.arguments),
-                    id: call.id,
-                    tool: call.name,
-                    result,
-                    duration,
+    /// Notes one tool call's result for the model, the caller and the log.
+    fn record_result(&mut self, call: ModelToolCall, result: ToolResult) {
+        let value = arguments_json(&result.result_json);
+        tracing::info!(
+            tool.name = %call.name,
+            conversation.id = self.turn.conversation_id,
+            failed = value["status"] == "error",
+            duration_ms = result.duration_ms,
+            "tool call"
+        );
+        (self.on_event)(Event::ToolCallFinished {
+            id: call.id.clone(),
+            tool: call.name.clone(),
+            result: value.clone(),
+        });
+        self.current.push(ChatMessage::Tool {
+            tool_call_id: call.id.clone(),
+            content: result.result_json,
+        });
+        self.records.push(ToolCallRecord {
+            args: arguments_json(&call.arguments),
+            id: call.id,
+            tool: call.name,
+            result: value,
+            duration: Duration::from_millis(u64::from(result.duration_ms)),
+        });
+    }
+
+    /// The calls with ids unique within the turn: a model that reuses an id
+    /// (some number them from zero in every reply) must not meet the
+    /// result of an earlier call.
+    fn unique_ids(&mut self, calls: Vec<ModelToolCall>) -> Vec<ModelToolCall> {
+        calls
+            .into_iter()
+            .map(|mut call| {
+                let base = if call.id.trim().is_empty() {
+                    "call".to_owned()
+                } else {
+                    call.id.clone()
+                };
+                let mut n = 1;
+                while !self.call_ids.insert(call.id.clone()) || call.id.trim().is_empty() {
+                    n += 1;
+                    call.id = format!("{base}_{n}");
                 }
+                call
             })
-            .buffered(PARALLEL_TOOL_CALLS)
             .collect()
-            .await
     }
 
-    /// Stores a message of the turn. A failure here does not end the turn:
-    /// the user still gets the answer, and the log says what was not stored.
-    async fn record(&self, message: Message) {
-        if let Err(error) = self
-            .agent
+    /// Stores the answer (with the outcome, for a keyed turn) and ends the turn.
+    async fn answer(&mut self, response: String) -> Result<TurnOutcome, AgentError> {
+        let outcome = TurnOutcome {
+            conversation_id: self.turn.conversation_id,
+            response: response.clone(),
+            tool_calls: std::mem::take(&mut self.records),
+            usage: self.usage,
+        };
+        let stored = self
+            .turn
+            .request_id
+            .map(|_| ChatResponse::from(outcome.clone()));
+        self.agent
             .history
-            .append(self.user, self.conversation_id, message)
-            .await
-        {
-            tracing::warn!(conversation.id = self.conversation_id, %error, "could not store a message of the turn");
-        }
+            .finish(
+                self.user,
+                self.turn,
+                history::message(Role::Assistant, response.clone()),
+                stored,
+                self.deadline,
+            )
+            .await?;
+        (self.on_event)(Event::Text(response));
+        Ok(outcome)
     }
+}
 
-    fn outcome(
-        &self,
-        response: String,
-        tool_calls: Vec<ToolCallRecord>,
-        usage: Usage,
-    ) -> TurnOutcome {
-        TurnOutcome {
-            conversation_id: self.conversation_id,
-            response,
-            tool_calls,
-            usage,
-        }
+/// Drops the older half of the replayed history, cut at a user message so
+/// that what is left is still a valid transcript. False when none is left.
+fn trim_history(history: &mut Vec<ChatMessage>) -> bool {
+    if history.is_empty() {
+        return false;
     }
+    let half = history.len().div_ceil(2);
+    let cut = history[half..]
+        .iter()
+        .position(|m| matches!(m, ChatMessage::User(_)))
+        .map_or(history.len(), |i| half + i);
+    history.drain(..cut);
+    true
 }
 
 /// The model's arguments as JSON: parsed when they are JSON, else the text.
@@ -317,17 +447,54 @@ fn arguments_json(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
 }
 
-/// CreateTask's idempotency key for a tool call: the same call (same
-/// conversation, id and arguments) never creates two tasks, while a model that
-/// reuses ids across turns with new arguments still gets new tasks.
-fn request_id(conversation_id: i64, call: &ModelToolCall) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in call.arguments.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+impl From<TurnOutcome> for ChatResponse {
+    fn from(outcome: TurnOutcome) -> Self {
+        Self {
+            conversation_id: outcome.conversation_id,
+            response: outcome.response,
+            tool_calls: outcome
+                .tool_calls
+                .into_iter()
+                .map(|r| WireRecord {
+                    tool: r.tool,
+                    args_json: r.args.to_string(),
+                    result_json: r.result.to_string(),
+                    duration_ms: u32::try_from(r.duration.as_millis()).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            usage: Some(TokenUsage {
+                prompt_tokens: outcome.usage.prompt_tokens,
+                completion_tokens: outcome.usage.completion_tokens,
+                total_tokens: outcome.usage.total_tokens,
+            }),
+        }
     }
-    let id: String = call.id.chars().take(80).collect();
-    format!("{conversation_id}:{id}:{hash:016x}")
+}
+
+impl From<ChatResponse> for TurnOutcome {
+    fn from(stored: ChatResponse) -> Self {
+        let usage = stored.usage.unwrap_or_default();
+        Self {
+            conversation_id: stored.conversation_id,
+            response: stored.response,
+            tool_calls: stored
+                .tool_calls
+                .into_iter()
+                .map(|r| ToolCallRecord {
+                    id: String::new(),
+                    args: arguments_json(&r.args_json),
+                    result: arguments_json(&r.result_json),
+                    tool: r.tool,
+                    duration: Duration::from_millis(u64::from(r.duration_ms)),
+                })
+                .collect(),
+            usage: Usage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                total_tokens: usage.total_tokens,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -335,26 +502,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_ids_fit_and_follow_the_arguments() {
-        let call = |id: &str, args: &str| ModelToolCall {
-            id: id.into(),
-            name: "add_task".into(),
-            arguments: args.into(),
-        };
-        let a = request_id(7, &call("call_0", r#"{"title":"a"}"#));
-        assert_eq!(a, request_id(7, &call("call_0", r#"{"title":"a"}"#)));
-        assert_ne!(a, request_id(7, &call("call_0", r#"{"title":"b"}"#)));
-        assert_ne!(a, request_id(8, &call("call_0", r#"{"title":"a"}"#)));
-        assert!(
-            request_id(i64::MAX, &call(&"x".repeat(500), "{}"))
-                .chars()
-                .count()
-                <= 128
-        );
-    }
-
-    #[test]
-    fn messages_are_checked() {
+    fn messages_and_keys_are_checked() {
         assert!(matches!(
             Agent::check_message("  "),
             Err(AgentError::MessageRequired)
@@ -364,5 +512,32 @@ mod tests {
             Err(AgentError::MessageTooLong)
         ));
         assert!(Agent::check_message(&"é".repeat(4000)).is_ok());
+        assert!(Agent::check_request_id(Some("retry-1")).is_ok());
+        assert!(Agent::check_request_id(None).is_ok());
+        for bad in ["", "é", "a\nb", &"k".repeat(256)] {
+            assert!(Agent::check_request_id(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn trimming_keeps_a_valid_transcript() {
+        let user = |t: &str| ChatMessage::User(t.into());
+        let said = |t: &str| ChatMessage::Assistant {
+            content: Some(t.into()),
+            tool_calls: vec![],
+        };
+        let mut history = vec![
+            user("a"),
+            said("1"),
+            user("b"),
+            said("2"),
+            user("c"),
+            said("3"),
+        ];
+        assert!(trim_history(&mut history));
+        assert_eq!(history, vec![user("c"), said("3")]);
+        assert!(trim_history(&mut history));
+        assert!(history.is_empty());
+        assert!(!trim_history(&mut history));
     }
 }

@@ -25,6 +25,19 @@ pub enum AgentError {
     Unauthenticated,
     #[error("Conversation not found")]
     ConversationNotFound,
+    /// The same Idempotency-Key's turn is running elsewhere.
+    #[error("A request with this Idempotency-Key is in progress")]
+    TurnInProgress,
+    #[error("Idempotency-Key reused with a different request")]
+    IdempotencyKeyReused,
+    #[error("Idempotency-Key must be 1 to 255 printable ASCII characters")]
+    InvalidRequestId,
+    /// tool-service refused what the turn sent (its message says why).
+    #[error("{0}")]
+    Invalid(String),
+    /// A call of the turn ran out of the turn's time; reported as [`Self::Timeout`].
+    #[error("out of time")]
+    OutOfTime,
     /// tool-service (tasks and history) cannot be reached.
     #[error("tool service unavailable")]
     ToolServiceUnavailable,
@@ -44,22 +57,37 @@ impl AgentError {
         }
     }
 
+    /// This error with "out of time" as the turn's timeout.
+    pub fn timed(self, timeout: Duration) -> Self {
+        match self {
+            Self::OutOfTime | Self::Model(ModelError::OutOfTime) => Self::Timeout(timeout),
+            other => other,
+        }
+    }
+
     fn code_and_reason(&self) -> (Code, &'static str) {
         match self {
             Self::MessageRequired => (Code::InvalidArgument, "MESSAGE_REQUIRED"),
             Self::MessageTooLong => (Code::InvalidArgument, "MESSAGE_TOO_LONG"),
             Self::Unauthenticated => (Code::Unauthenticated, "USER_ID_MISSING"),
             Self::ConversationNotFound => (Code::NotFound, "CONVERSATION_NOT_FOUND"),
+            Self::TurnInProgress => (Code::Aborted, "TURN_IN_PROGRESS"),
+            Self::IdempotencyKeyReused => (Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED"),
+            Self::InvalidRequestId => (Code::InvalidArgument, "INVALID_REQUEST_ID"),
+            Self::Invalid(_) => (Code::InvalidArgument, "INVALID_MESSAGE"),
             Self::ToolServiceUnavailable => (Code::Unavailable, "TOOL_SERVICE_UNAVAILABLE"),
-            Self::Timeout(_) => (Code::DeadlineExceeded, "AGENT_TIMEOUT"),
+            Self::Timeout(_) | Self::OutOfTime => (Code::DeadlineExceeded, "AGENT_TIMEOUT"),
+            // A model that answers badly is a bad upstream (INTERNAL, HTTP
+            // 502); one that cannot be reached may come back (UNAVAILABLE, 503).
             Self::Model(error) => match error {
                 ModelError::QuotaExhausted => (Code::ResourceExhausted, "MODEL_QUOTA_EXHAUSTED"),
                 ModelError::RateLimited => (Code::ResourceExhausted, "MODEL_RATE_LIMITED"),
-                ModelError::AuthenticationFailed => {
-                    (Code::Unavailable, "MODEL_AUTHENTICATION_FAILED")
-                }
+                ModelError::AuthenticationFailed => (Code::Internal, "MODEL_AUTHENTICATION_FAILED"),
                 ModelError::Unavailable(_) => (Code::Unavailable, "MODEL_UNAVAILABLE"),
-                ModelError::Rejected(_) => (Code::Internal, "MODEL_REJECTED_REQUEST"),
+                ModelError::Rejected(_) | ModelError::ContextTooLong(_) => {
+                    (Code::Internal, "MODEL_REJECTED_REQUEST")
+                }
+                ModelError::BadReply(_) => (Code::Internal, "MODEL_BAD_REPLY"),
                 ModelError::OutOfTime => (Code::DeadlineExceeded, "AGENT_TIMEOUT"),
             },
         }
@@ -69,7 +97,12 @@ impl AgentError {
     pub fn public_message(&self) -> String {
         match self {
             Self::Model(ModelError::Unavailable(_)) => "model unavailable".to_owned(),
-            Self::Model(ModelError::Rejected(_)) => "model rejected the request".to_owned(),
+            Self::Model(ModelError::Rejected(status) | ModelError::ContextTooLong(status)) => {
+                format!("model rejected the request ({status})")
+            }
+            Self::Model(ModelError::BadReply(reason)) => {
+                format!("model sent an unusable reply ({reason})")
+            }
             other => other.to_string(),
         }
     }

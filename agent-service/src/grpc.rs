@@ -4,13 +4,12 @@ use std::sync::Arc;
 
 use taskagent_proto::agent_service_server::{AgentService, AgentServiceServer};
 use taskagent_proto::{
-    ChatEvent, ChatRequest, ChatResponse, TokenUsage, ToolCallFinished,
-    ToolCallRecord as WireRecord, ToolCallStarted, chat_event,
+    ChatEvent, ChatRequest, ChatResponse, ToolCallFinished, ToolCallStarted, chat_event,
 };
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::agent::{Agent, Event, TurnOutcome};
+use crate::agent::{Agent, Event, TurnRequest};
 use crate::error::AgentError;
 
 /// Handlers of AgentService.
@@ -41,30 +40,6 @@ fn caller<T>(request: &Request<T>) -> Result<String, AgentError> {
         .ok_or(AgentError::Unauthenticated)
 }
 
-impl From<TurnOutcome> for ChatResponse {
-    fn from(outcome: TurnOutcome) -> Self {
-        Self {
-            conversation_id: outcome.conversation_id,
-            response: outcome.response,
-            tool_calls: outcome
-                .tool_calls
-                .into_iter()
-                .map(|r| WireRecord {
-                    tool: r.tool,
-                    args_json: r.args.to_string(),
-                    result_json: r.result.to_string(),
-                    duration_ms: u32::try_from(r.duration.as_millis()).unwrap_or(u32::MAX),
-                })
-                .collect(),
-            usage: Some(TokenUsage {
-                prompt_tokens: outcome.usage.prompt_tokens,
-                completion_tokens: outcome.usage.completion_tokens,
-                total_tokens: outcome.usage.total_tokens,
-            }),
-        }
-    }
-}
-
 impl From<Event> for chat_event::Event {
     fn from(event: Event) -> Self {
         match event {
@@ -86,15 +61,31 @@ impl From<Event> for chat_event::Event {
     }
 }
 
+/// The turn a request asks for, with the caller's deadline.
+fn turn_request(request: Request<ChatRequest>) -> TurnRequest {
+    let caller_budget = taskagent_common::grpc::caller_budget(request.metadata());
+    let req = request.into_inner();
+    TurnRequest {
+        conversation_id: req.conversation_id,
+        message: req.message,
+        request_id: req.request_id,
+        caller_budget,
+    }
+}
+
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<ChatResponse>, Status> {
         let user = caller(&request)?;
-        let req = request.into_inner();
-        let outcome = self
-            .agent
-            .chat(&user, req.conversation_id, &req.message, &|_| {})
-            .await?;
+        let turn = turn_request(request);
+        let agent = self.agent.clone();
+        // The turn runs to its end even if the caller goes away (this
+        // future is dropped): its writes and its record stay whole, and a
+        // retry with the same request id gets its outcome.
+        let running = tokio::spawn(async move { agent.chat(&user, turn, &|_| {}).await });
+        let outcome = running
+            .await
+            .map_err(|e| Status::internal(format!("turn failed: {e}")))??;
         Ok(Response::new(outcome.into()))
     }
 
@@ -105,8 +96,9 @@ impl AgentService for AgentApi {
         request: Request<ChatRequest>,
     ) -> Result<Response<Self::StreamChatStream>, Status> {
         let user = caller(&request)?;
-        let req = request.into_inner();
-        Agent::check_message(&req.message)?;
+        let turn = turn_request(request);
+        Agent::check_message(&turn.message)?;
+        Agent::check_request_id(turn.request_id.as_deref())?;
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let agent = self.agent.clone();
         // The turn runs to its end even if the caller goes away: its writes
@@ -118,10 +110,7 @@ impl AgentService for AgentApi {
                     event: Some(event.into()),
                 }));
             };
-            let last = match agent
-                .chat(&user, req.conversation_id, &req.message, &on_event)
-                .await
-            {
+            let last = match agent.chat(&user, turn, &on_event).await {
                 Ok(outcome) => Ok(ChatEvent {
                     event: Some(chat_event::Event::Done(outcome.into())),
                 }),

@@ -1,12 +1,16 @@
-//! Chat history in tool-service's ConversationService: opening a
-//! conversation, recording each message as it happens, and turning stored
-//! messages back into a transcript the model accepts.
+//! A turn's record in tool-service's ConversationService: BeginTurn (the
+//! user's message and the history), RunToolCalls (a model reply's tool calls
+//! run and recorded in one transaction), FinishTurn (the answer or the
+//! failure); and stored messages turned back into a transcript the model
+//! accepts. Every call carries what is left of the turn's deadline.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::{
-    AppendMessagesRequest, CreateConversationRequest, ListMessagesRequest, Message, Role, ToolCall,
+    BeginTurnRequest, BeginTurnResponse, ChatResponse, FinishTurnRequest, Message, Role,
+    RunToolCallsRequest, ToolCall, ToolResult,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -20,33 +24,40 @@ use crate::llm::{ChatMessage, ModelToolCall};
 pub const MISSING_RESULT: &str =
     r#"{"status": "error", "error": "No result was recorded for this call"}"#;
 
-/// Longest conversation title taken from the first message.
-const TITLE_CHARS: usize = 60;
-
 /// ConversationService, as one user at a time.
 #[derive(Clone)]
 pub struct History {
     client: ConversationServiceClient<Channel>,
 }
 
-fn as_user<T>(user: &str, message: T) -> Result<Request<T>, AgentError> {
+/// `message` as a request for `user` that must be answered by `deadline`.
+fn as_user<T>(user: &str, message: T, deadline: Instant) -> Result<Request<T>, AgentError> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "x-user-id",
         user.parse().map_err(|_| AgentError::Unauthenticated)?,
     );
+    let left = deadline.saturating_duration_since(Instant::now());
+    request.set_timeout(left.max(Duration::from_millis(1)));
     Ok(request)
 }
 
 /// A ConversationService failure as the turn reports it.
 fn history_error(status: Status) -> AgentError {
+    let reason = status.get_details_error_info().map(|info| info.reason);
     match status.code() {
         Code::NotFound => AgentError::ConversationNotFound,
         Code::Unauthenticated => AgentError::Unauthenticated,
-        _ => {
-            if status.get_details_error_info().is_none() {
-                tracing::warn!(grpc.code = ?status.code(), "tool-service unreachable for conversation history");
-            }
+        Code::Aborted => AgentError::TurnInProgress,
+        Code::InvalidArgument if reason.as_deref() == Some("IDEMPOTENCY_KEY_REUSED") => {
+            AgentError::IdempotencyKeyReused
+        }
+        Code::InvalidArgument if reason.is_some() => {
+            AgentError::Invalid(status.message().to_owned())
+        }
+        Code::DeadlineExceeded => AgentError::OutOfTime,
+        code => {
+            tracing::warn!(grpc.code = ?code, reason = reason.as_deref().unwrap_or(""), "tool-service failed a turn's call");
             AgentError::ToolServiceUnavailable
         }
     }
@@ -59,68 +70,73 @@ impl History {
         }
     }
 
-    /// Opens a turn's conversation: `id` (which must be one of `user`'s) with
-    /// its newest `limit` messages, oldest first, or a new conversation titled
-    /// after `first_message`, with none. One call either way.
-    pub async fn open(
+    /// Opens a turn (see BeginTurn).
+    pub async fn begin(
         &self,
         user: &str,
-        id: Option<i64>,
-        limit: u32,
-        first_message: &str,
-    ) -> Result<(i64, Vec<Message>), AgentError> {
-        let mut client = self.client.clone();
-        let Some(conversation_id) = id else {
-            let title: String = first_message.trim().chars().take(TITLE_CHARS).collect();
-            let created = client
-                .create_conversation(as_user(user, CreateConversationRequest { title })?)
-                .await;
-            return Ok((created.map_err(history_error)?.into_inner().id, Vec::new()));
-        };
-        // ListMessages answers NOT_FOUND for another user's conversation; a
-        // page of one message still checks that when no history is wanted.
-        let page_size = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
-        let request = as_user(
-            user,
-            ListMessagesRequest {
-                conversation_id,
-                page_size,
-                page_token: String::new(),
-            },
-        )?;
-        let mut messages = client
-            .list_messages(request)
-            .await
-            .map_err(history_error)?
-            .into_inner()
-            .messages;
-        if limit == 0 {
-            messages.clear();
-        }
-        Ok((conversation_id, messages))
+        request: BeginTurnRequest,
+        deadline: Instant,
+    ) -> Result<BeginTurnResponse, AgentError> {
+        let response = self
+            .client
+            .clone()
+            .begin_turn(as_user(user, request, deadline)?)
+            .await;
+        Ok(response.map_err(history_error)?.into_inner())
     }
 
-    /// Appends one message.
-    pub async fn append(
+    /// Runs and records the tool calls of `reply` (see RunToolCalls).
+    pub async fn run_tools(
         &self,
         user: &str,
-        conversation_id: i64,
+        turn: TurnRef<'_>,
+        reply: Message,
+        deadline: Instant,
+    ) -> Result<Vec<ToolResult>, AgentError> {
+        let request = RunToolCallsRequest {
+            conversation_id: turn.conversation_id,
+            turn_id: turn.turn_id,
+            reply: Some(reply),
+        };
+        let response = self
+            .client
+            .clone()
+            .run_tool_calls(as_user(user, request, deadline)?)
+            .await;
+        Ok(response.map_err(history_error)?.into_inner().results)
+    }
+
+    /// Ends the turn with `message`; `outcome` for a keyed turn that succeeded.
+    pub async fn finish(
+        &self,
+        user: &str,
+        turn: TurnRef<'_>,
         message: Message,
+        outcome: Option<ChatResponse>,
+        deadline: Instant,
     ) -> Result<(), AgentError> {
-        let request = as_user(
-            user,
-            AppendMessagesRequest {
-                conversation_id,
-                messages: vec![message],
-            },
-        )?;
+        let request = FinishTurnRequest {
+            conversation_id: turn.conversation_id,
+            turn_id: turn.turn_id,
+            message: Some(message),
+            request_id: turn.request_id.unwrap_or_default().to_owned(),
+            outcome,
+        };
         self.client
             .clone()
-            .append_messages(request)
+            .finish_turn(as_user(user, request, deadline)?)
             .await
             .map_err(history_error)?;
         Ok(())
     }
+}
+
+/// Names a turn in RunToolCalls and FinishTurn.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnRef<'a> {
+    pub conversation_id: i64,
+    pub turn_id: i64,
+    pub request_id: Option<&'a str>,
 }
 
 /// A stored message for `role` with `content`.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, ServeSpec};
-use taskagent_tools::GrpcTasks;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
@@ -68,7 +67,6 @@ impl Application {
         tracing::info!(model = %model.describe(), tool_service = %config.tool_service_url, "agent ready");
         let agent = Agent::new(
             model,
-            Arc::new(GrpcTasks::new(tool_service.clone())),
             crate::history::History::new(tool_service.clone()),
             config.agent.clone(),
         );

@@ -105,3 +105,46 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The time left to the caller, from its `grpc-timeout` header (the gRPC
+/// wire format: at most 8 digits and a unit, `H`, `M`, `S`, `m`, `u` or `n`).
+/// Inner calls derive their own deadlines from it, so that the innermost
+/// service always answers first.
+pub fn caller_budget(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_budget_reads_grpc_timeout() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        assert_eq!(caller_budget(&metadata), None);
+        for (value, expected) in [
+            ("32000m", Some(Duration::from_secs(32))),
+            ("2S", Some(Duration::from_secs(2))),
+            ("1H", Some(Duration::from_secs(3600))),
+            ("5x", None),
+            ("123456789S", None),
+        ] {
+            metadata.insert("grpc-timeout", value.parse().unwrap());
+            assert_eq!(caller_budget(&metadata), expected, "{value}");
+        }
+    }
+}

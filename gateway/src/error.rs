@@ -21,6 +21,11 @@ pub enum ApiError {
         retry_after_secs: u64,
         detail: String,
     },
+    /// 503 with `Retry-After`: a dependency is down for now.
+    Unavailable {
+        retry_after_secs: u64,
+        detail: String,
+    },
     /// Any other status with its detail.
     Status(StatusCode, String),
 }
@@ -35,7 +40,19 @@ impl ApiError {
             Self::NotAuthenticated => StatusCode::UNAUTHORIZED,
             Self::UserMismatch => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Status(status, _) => *status,
+        }
+    }
+
+    /// The `detail` of the JSON answer.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::NotAuthenticated => "Not authenticated",
+            Self::UserMismatch => "User ID mismatch",
+            Self::RateLimited { detail, .. }
+            | Self::Unavailable { detail, .. }
+            | Self::Status(_, detail) => detail,
         }
     }
 }
@@ -43,22 +60,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let (detail, extra) = match self {
-            Self::NotAuthenticated => (
-                "Not authenticated".to_owned(),
-                Some((header::WWW_AUTHENTICATE, "Bearer".to_owned())),
-            ),
-            Self::UserMismatch => ("User ID mismatch".to_owned(), None),
+        let extra = match &self {
+            Self::NotAuthenticated => Some((header::WWW_AUTHENTICATE, "Bearer".to_owned())),
             Self::RateLimited {
-                retry_after_secs,
-                detail,
-            } => (
-                detail,
-                Some((header::RETRY_AFTER, retry_after_secs.to_string())),
-            ),
-            Self::Status(_, detail) => (detail, None),
+                retry_after_secs, ..
+            }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => Some((header::RETRY_AFTER, retry_after_secs.to_string())),
+            Self::UserMismatch | Self::Status(..) => None,
         };
-        let mut response = (status, Json(json!({"detail": detail}))).into_response();
+        let mut response = (status, Json(json!({"detail": self.detail()}))).into_response();
         if let Some((name, value)) = extra
             && let Ok(value) = HeaderValue::from_str(&value)
         {
@@ -70,7 +82,14 @@ impl IntoResponse for ApiError {
 
 /// Seconds a client is told to wait after the model's rate limit or quota.
 const MODEL_RETRY_AFTER_SECS: u64 = 30;
+/// Seconds a client is told to wait when a service or the database is down:
+/// tool-service notices a recovered database within about a second.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
+/// Every gRPC code an upstream can answer, as a deliberate HTTP status. A
+/// 500 is left for the gateway's own bugs: whatever an upstream does is a
+/// 4xx the client caused, a 502 (the upstream misbehaved), a 503 (it is down
+/// for now) or a 504 (it ran out of time).
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         // Only messages written by our services (they carry ErrorInfo) are
@@ -83,29 +102,48 @@ impl From<tonic::Status> for ApiError {
                 fallback.to_owned()
             }
         };
+        let bad_gateway = |fallback: &str| {
+            tracing::warn!(grpc.code = ?status.code(), grpc.message = status.message(), "upstream failed");
+            Self::Status(StatusCode::BAD_GATEWAY, message(fallback))
+        };
         match status.code() {
             Code::NotFound => Self::Status(StatusCode::NOT_FOUND, message("Not found")),
             Code::InvalidArgument => Self::unprocessable(message("Invalid request")),
+            // A limit the client's input broke (a size, a range) is the
+            // client's; a transport limit between our services is not.
+            Code::OutOfRange if ours => Self::unprocessable(message("Invalid request")),
             Code::Unauthenticated => Self::NotAuthenticated,
             Code::PermissionDenied => Self::UserMismatch,
-            Code::ResourceExhausted => Self::RateLimited {
+            Code::AlreadyExists | Code::Aborted => {
+                Self::Status(StatusCode::CONFLICT, message("Conflict"))
+            }
+            Code::FailedPrecondition => Self::Status(StatusCode::CONFLICT, message("Conflict")),
+            Code::ResourceExhausted if ours => Self::RateLimited {
                 retry_after_secs: MODEL_RETRY_AFTER_SECS,
                 detail: message("Rate limit exceeded"),
             },
-            Code::Unavailable => Self::Status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                message("Service unavailable"),
+            // tonic's own message-size limit: the request was too large.
+            Code::ResourceExhausted => Self::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request too large".to_owned(),
             ),
+            Code::Unavailable => Self::Unavailable {
+                retry_after_secs: UNAVAILABLE_RETRY_AFTER_SECS,
+                detail: message("Service unavailable"),
+            },
+            // A peer that died mid-call (reset, killed) or went away.
+            Code::Cancelled => Self::Unavailable {
+                retry_after_secs: UNAVAILABLE_RETRY_AFTER_SECS,
+                detail: "Service unavailable".to_owned(),
+            },
             Code::DeadlineExceeded => {
                 Self::Status(StatusCode::GATEWAY_TIMEOUT, message("Request timed out"))
             }
-            code => {
-                tracing::error!(grpc.code = ?code, "upstream call failed");
-                Self::Status(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error".to_owned(),
-                )
+            Code::OutOfRange => bad_gateway("Upstream answer too large"),
+            Code::Unknown | Code::Internal | Code::DataLoss | Code::Unimplemented => {
+                bad_gateway("Bad gateway")
             }
+            Code::Ok => bad_gateway("Bad gateway"),
         }
     }
 }

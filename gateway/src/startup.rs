@@ -167,8 +167,9 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             request_id.clone(),
+            HeaderName::from_static(chat::IDEMPOTENCY_KEY),
         ])
-        .expose_headers([request_id]);
+        .expose_headers([request_id, header::RETRY_AFTER, header::WWW_AUTHENTICATE]);
     axum::Router::new()
         .route("/chat", post(chat::chat))
         .route("/api/{user_id}/chat", post(chat::chat_as))

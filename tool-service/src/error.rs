@@ -43,6 +43,18 @@ pub enum ValidationError {
     ToolCallIdRequired,
     #[error("Between 1 and 100 messages can be appended at once")]
     MessageCount,
+    #[error("Tool call ids must be unique within a turn")]
+    ToolCallIdReused,
+    #[error("A reply to run needs between 1 and 100 tool calls")]
+    ToolCallCount,
+    #[error("Request ID must be 1 to 255 printable ASCII characters")]
+    InvalidRequestId,
+    #[error("Message content is required")]
+    ContentRequired,
+    #[error("A turn ends with an assistant or an error message")]
+    FinishRole,
+    #[error("history_size must not be negative")]
+    NegativeHistorySize,
 }
 
 impl ValidationError {
@@ -62,6 +74,12 @@ impl ValidationError {
             Self::ToolCallsOutsideAssistant | Self::ToolCallIncomplete => "INVALID_TOOL_CALL",
             Self::ToolCallIdRequired => "TOOL_CALL_ID_REQUIRED",
             Self::MessageCount => "INVALID_MESSAGE_COUNT",
+            Self::ToolCallIdReused => "TOOL_CALL_ID_REUSED",
+            Self::ToolCallCount => "INVALID_TOOL_CALL_COUNT",
+            Self::InvalidRequestId => "INVALID_REQUEST_ID",
+            Self::ContentRequired => "CONTENT_REQUIRED",
+            Self::FinishRole => "INVALID_ROLE",
+            Self::NegativeHistorySize => "INVALID_HISTORY_SIZE",
         }
     }
 }
@@ -78,6 +96,15 @@ pub enum Error {
     TaskNotFound,
     #[error("Conversation not found")]
     ConversationNotFound,
+    /// A keyed turn whose runner still holds it.
+    #[error("A request with this Idempotency-Key is in progress")]
+    TurnInProgress,
+    #[error("Idempotency-Key reused with a different request")]
+    IdempotencyKeyReused,
+    /// Internal: a concurrent first request claimed the same key; the
+    /// transaction starts over and then finds it.
+    #[error("idempotency key claimed concurrently")]
+    KeyRace,
     /// No connection could be had (refused, failed login, pool wait expired).
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -111,6 +138,8 @@ impl Error {
             Self::Unauthenticated => (Code::Unauthenticated, "USER_ID_MISSING"),
             Self::TaskNotFound => (Code::NotFound, "TASK_NOT_FOUND"),
             Self::ConversationNotFound => (Code::NotFound, "CONVERSATION_NOT_FOUND"),
+            Self::TurnInProgress | Self::KeyRace => (Code::Aborted, "TURN_IN_PROGRESS"),
+            Self::IdempotencyKeyReused => (Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED"),
             e if e.is_database_unavailable() => (Code::Unavailable, "DATABASE_UNAVAILABLE"),
             _ => (Code::Internal, "INTERNAL"),
         }

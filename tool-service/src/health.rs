@@ -55,9 +55,13 @@ pub async fn watch_database(store: Store, reporter: HealthReporter) {
     }
 }
 
+/// Pings the database, telling the store what the ping found.
 async fn database_answers(store: &Store) -> bool {
-    matches!(
-        tokio::time::timeout(PING_TIMEOUT, store.ping()).await,
-        Ok(Ok(()))
-    )
+    match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
+        Ok(result) => {
+            store.record_ping(&result);
+            result.is_ok()
+        }
+        Err(_) => false,
+    }
 }

@@ -16,6 +16,8 @@ use crate::health;
 
 /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idempotency keys past their retention are deleted.
+const FORGET_KEYS_EVERY: Duration = Duration::from_secs(3600);
 
 /// tool-service, bound and migrated, ready to serve.
 pub struct Application {
@@ -70,7 +72,13 @@ impl Application {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         // Migrations ran in `build`: the database answered a moment ago.
         health::set_all(&reporter, ServingStatus::Serving).await;
-        let watcher = tokio::spawn(health::watch_database(self.store.clone(), reporter.clone()));
+        let (store, health_reporter) = (self.store.clone(), reporter.clone());
+        let watcher = tokio::spawn(async move {
+            tokio::join!(
+                health::watch_database(store.clone(), health_reporter),
+                forget_old_keys(store)
+            );
+        });
         tracing::info!(addr = %self.addr, "tool-service serving");
         let spec = ServeSpec {
             health_names: &health::SERVICE_NAMES,
@@ -87,5 +95,19 @@ impl Application {
             shutdown,
         )
         .await
+    }
+}
+
+/// Deletes expired idempotency keys every [`FORGET_KEYS_EVERY`]; runs until
+/// aborted. A failure is logged and tried again next time.
+async fn forget_old_keys(store: Store) {
+    let mut every = tokio::time::interval(FORGET_KEYS_EVERY);
+    loop {
+        every.tick().await;
+        match store.forget_old_keys().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "forgot expired idempotency keys"),
+            Err(error) => tracing::warn!(%error, "could not forget expired idempotency keys"),
+        }
     }
 }

@@ -44,9 +44,11 @@ pub struct Usage {
 
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, other: Self) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
     }
 }
 
@@ -71,9 +73,16 @@ pub enum ModelError {
     /// Still rate limited after the retries.
     #[error("model rate limit exceeded")]
     RateLimited,
-    /// The server refused the request as malformed (never retried).
+    /// The server refused the request as malformed (never retried); the
+    /// text is the HTTP status and the API's error code.
     #[error("model rejected the request: {0}")]
     Rejected(String),
+    /// The transcript is longer than the model's context window.
+    #[error("model context length exceeded: {0}")]
+    ContextTooLong(String),
+    /// The reply was too large or unreadable.
+    #[error("unusable model reply: {0}")]
+    BadReply(String),
     /// Server errors or no connection, after the retries.
     #[error("model unavailable: {0}")]
     Unavailable(String),

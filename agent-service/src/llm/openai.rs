@@ -30,6 +30,10 @@ use taskagent_tools::ToolSpec;
 use super::{ChatMessage, ChatModel, ModelError, ModelReply, ModelToolCall, Usage};
 use crate::config::ModelConfig;
 
+/// Largest reply read from the model. Larger is refused (an answer must fit
+/// a stored message, 200,000 characters, and no real reply comes near).
+pub const MAX_REPLY_BYTES: usize = 192 * 1024;
+
 /// First backoff step; doubled on each retry, with up to 50 % jitter added.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
@@ -124,7 +128,8 @@ impl ChatModel for OpenAiModel {
                 return Err(error);
             }
             let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
-            if Instant::now() + wait >= deadline {
+            // Compared, never added: a server may ask for any wait at all.
+            if wait >= deadline.saturating_duration_since(Instant::now()) {
                 tracing::warn!(%error, wait_ms = wait.as_millis() as u64, "no time left to retry the model");
                 return Err(error);
             }
@@ -151,16 +156,16 @@ impl OpenAiModel {
         };
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = match response.text().await {
+        let text = match read_bounded(response).await {
             Ok(text) => text,
-            Err(e) => return transport_failure(&e),
+            Err(attempt) => return attempt,
         };
         if status.is_success() {
             return match parse_reply(&text) {
                 Ok(reply) => Attempt::Reply(reply),
-                Err(reason) => Attempt::Fail(ModelError::Unavailable(format!(
-                    "unreadable reply: {reason}"
-                ))),
+                Err(reason) => {
+                    Attempt::Fail(ModelError::BadReply(format!("unreadable reply: {reason}")))
+                }
             };
         }
         let api_error = serde_json::from_str::<ErrorBody>(&text)
@@ -187,16 +192,57 @@ impl OpenAiModel {
                 error: ModelError::Unavailable(format!("HTTP {}", s.as_u16())),
                 retry_after,
             },
-            s => Attempt::Fail(ModelError::Rejected(format!(
-                "HTTP {}{}",
-                s.as_u16(),
-                api_error
-                    .message
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ))),
+            s => {
+                // The API's code, not its message: a message may quote the prompt.
+                let code = api_error.code.or(api_error.kind).unwrap_or_default();
+                let status = if code.is_empty() {
+                    format!("HTTP {}", s.as_u16())
+                } else {
+                    format!("HTTP {}: {code}", s.as_u16())
+                };
+                let message = api_error.message.unwrap_or_default().to_ascii_lowercase();
+                let context = code == "context_length_exceeded"
+                    || ["context length", "context window", "maximum context"]
+                        .iter()
+                        .any(|phrase| message.contains(phrase));
+                Attempt::Fail(if context {
+                    ModelError::ContextTooLong(status)
+                } else {
+                    ModelError::Rejected(status)
+                })
+            }
         }
     }
+}
+
+/// The body of `response`, refused past [`MAX_REPLY_BYTES`].
+async fn read_bounded(mut response: reqwest::Response) -> Result<String, Attempt> {
+    let too_large = || {
+        Attempt::Fail(ModelError::BadReply(format!(
+            "larger than {} KiB",
+            MAX_REPLY_BYTES / 1024
+        )))
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_REPLY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(transport_failure(&e)),
+        }
+    }
+    String::from_utf8(body).map_err(|_| Attempt::Fail(ModelError::BadReply("not UTF-8".to_owned())))
 }
 
 /// A request that got no complete answer: out of time, or worth a retry.
@@ -224,8 +270,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     header("retry-after-ms")
         .map(|ms| ms / 1000.0)
         .or_else(|| header(RETRY_AFTER.as_str()))
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64)
+        // A wait too long to represent is as good as forever: the caller
+        // gives up when it outlasts the turn.
+        .and_then(|secs| {
+            Duration::try_from_secs_f64(secs)
+                .ok()
+                .or((secs > 0.0).then_some(Duration::MAX))
+        })
 }
 
 fn request_body(
@@ -405,6 +456,11 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&date), None);
+        let mut absurd = HeaderMap::new();
+        absurd.insert(RETRY_AFTER, "1e20".parse().unwrap());
+        assert_eq!(retry_after(&absurd), Some(Duration::MAX));
+        absurd.insert(RETRY_AFTER, "-5".parse().unwrap());
+        assert_eq!(retry_after(&absurd), None);
     }
 
     #[test]

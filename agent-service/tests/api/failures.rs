@@ -13,7 +13,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{ScriptedModel, Stack, Step, calls, error, text, tool_results};
+use crate::helpers::{ScriptedModel, Stack, Step, calls, error, text};
 
 taskagent_testkit::on_both_backends!(
     runner = taskagent_testkit::with_db;
@@ -22,7 +22,7 @@ taskagent_testkit::on_both_backends!(
     three_server_errors_end_in_a_clear_failure,
     a_model_that_never_answers_hits_the_deadline,
     refused_api_key_is_not_retried,
-    tool_service_going_down_reaches_the_model_and_health,
+    tool_service_going_down_fails_the_turn_and_health,
 );
 
 /// The messages stored in `user`'s only conversation.
@@ -138,7 +138,7 @@ async fn refused_api_key_is_not_retried(db: &TestDatabase) {
     let stack = Stack::start(db, &model, &[]).await;
     assert_error(
         stack.chat("alice", None, "hi").await,
-        Code::Unavailable,
+        Code::Internal,
         "model authentication failed",
         "MODEL_AUTHENTICATION_FAILED",
     );
@@ -146,7 +146,7 @@ async fn refused_api_key_is_not_retried(db: &TestDatabase) {
     stack.stop().await;
 }
 
-async fn tool_service_going_down_reaches_the_model_and_health(db: &TestDatabase) {
+async fn tool_service_going_down_fails_the_turn_and_health(db: &TestDatabase) {
     let (open_gate, gate) = oneshot::channel();
     let model = ScriptedModel::start(vec![
         Step::Gate(
@@ -169,6 +169,7 @@ async fn tool_service_going_down_reaches_the_model_and_health(db: &TestDatabase)
                     taskagent_proto::ChatRequest {
                         conversation_id: None,
                         message: "add lost".into(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -178,19 +179,18 @@ async fn tool_service_going_down_reaches_the_model_and_health(db: &TestDatabase)
     stack.stop_tool_service().await;
     open_gate.send(()).unwrap();
 
-    let reply = turn
-        .await
-        .unwrap()
-        .expect("the turn still ends with an answer")
-        .into_inner();
-    assert_eq!(
-        reply.response,
-        "The task service is down; please try again later."
+    // Nothing of the turn can be recorded, so nothing runs and the caller
+    // hears it; a retry with the same key resumes the turn later.
+    assert_error(
+        turn.await.unwrap(),
+        Code::Unavailable,
+        "tool service unavailable",
+        "TOOL_SERVICE_UNAVAILABLE",
     );
-    let (_, result) = &tool_results(&model.requests()[1])[0];
     assert_eq!(
-        result,
-        &json!({"status": "error", "error": "tool service unavailable"})
+        model.requests().len(),
+        1,
+        "the model was not asked to go on"
     );
     wait_for_agent_health(&agent, ServingStatus::NotServing).await;
     stack.stop().await;

@@ -101,12 +101,24 @@ impl Stack {
         conversation_id: Option<i64>,
         message: &str,
     ) -> Result<ChatResponse, Status> {
+        self.chat_keyed(user, conversation_id, message, None).await
+    }
+
+    /// One Chat call as `user` with an idempotency key.
+    pub async fn chat_keyed(
+        &self,
+        user: &str,
+        conversation_id: Option<i64>,
+        message: &str,
+        request_id: Option<&str>,
+    ) -> Result<ChatResponse, Status> {
         AgentServiceClient::new(self.agent.clone())
             .chat(as_user(
                 user,
                 ChatRequest {
                     conversation_id,
                     message: message.into(),
+                    request_id: request_id.map(str::to_owned),
                 },
             ))
             .await

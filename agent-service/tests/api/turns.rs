@@ -18,6 +18,7 @@ taskagent_testkit::on_both_backends!(
     unknown_tools_and_bad_arguments_go_back_to_the_model,
     an_endless_tool_loop_stops_at_max_turns,
     a_retried_turn_creates_no_duplicate_task,
+    a_model_reusing_call_ids_across_turns_still_gets_new_tasks,
     stream_chat_reports_the_turn_in_order,
     another_users_conversation_is_not_found,
     the_offline_model_manages_tasks_without_a_network,
@@ -252,20 +253,59 @@ async fn an_endless_tool_loop_stops_at_max_turns(db: &TestDatabase) {
 }
 
 async fn a_retried_turn_creates_no_duplicate_task(db: &TestDatabase) {
-    // The same turn twice: the model repeats the same call with the same id.
-    let step = || calls(&[("call_same", "add_task", r#"{"title": "Pay rent"}"#)]);
-    let model = ScriptedModel::start(vec![step(), text("Added."), step(), text("Added.")]).await;
+    // The same request twice with the same key: the stored outcome, no model call.
+    let model = ScriptedModel::start(vec![
+        calls(&[("call_same", "add_task", r#"{"title": "Pay rent"}"#)]),
+        text("Added."),
+    ])
+    .await;
     let stack = Stack::start(db, &model, &[]).await;
-    let first = stack.chat("alice", None, "add pay rent").await.unwrap();
-    let again = stack
-        .chat("alice", Some(first.conversation_id), "add pay rent")
+    let first = stack
+        .chat_keyed("alice", None, "add pay rent", Some("key-1"))
         .await
         .unwrap();
-    assert_eq!(
-        first.tool_calls[0].result_json,
-        again.tool_calls[0].result_json
-    );
+    let again = stack
+        .chat_keyed("alice", None, "add pay rent", Some("key-1"))
+        .await
+        .unwrap();
+    assert_eq!(first, again, "the same conversation, answer and tool calls");
+    assert_eq!(model.requests().len(), 2, "the model was not asked again");
     assert_eq!(stack.tasks_of("alice").await.len(), 1);
+    assert_error(
+        stack
+            .chat_keyed("alice", None, "add pay bills", Some("key-1"))
+            .await,
+        Code::InvalidArgument,
+        "Idempotency-Key reused with a different request",
+        "IDEMPOTENCY_KEY_REUSED",
+    );
+    stack.stop().await;
+}
+
+async fn a_model_reusing_call_ids_across_turns_still_gets_new_tasks(db: &TestDatabase) {
+    // Some models number their calls from zero in every reply.
+    let step = || calls(&[("call_0", "add_task", r#"{"title": "Water plants"}"#)]);
+    let model =
+        ScriptedModel::start(vec![step(), text("Added."), step(), text("Added again.")]).await;
+    let stack = Stack::start(db, &model, &[]).await;
+    let first = stack.chat("alice", None, "add water plants").await.unwrap();
+    let second = stack
+        .chat(
+            "alice",
+            Some(first.conversation_id),
+            "add water plants again",
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        first.tool_calls[0].result_json,
+        second.tool_calls[0].result_json
+    );
+    assert_eq!(
+        stack.tasks_of("alice").await.len(),
+        2,
+        "two turns, two intents"
+    );
     stack.stop().await;
 }
 
@@ -282,6 +322,7 @@ async fn stream_chat_reports_the_turn_in_order(db: &TestDatabase) {
             ChatRequest {
                 conversation_id: None,
                 message: "add stream me".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -341,6 +382,7 @@ async fn another_users_conversation_is_not_found(db: &TestDatabase) {
         .chat(tonic::Request::new(ChatRequest {
             conversation_id: None,
             message: "hi".into(),
+            ..Default::default()
         }))
         .await;
     assert_error(

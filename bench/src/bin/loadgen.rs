@@ -245,7 +245,7 @@ async fn load(
                         .is_ok(),
                     Op::Chat => {
                         let message = format!("add bench task {n}");
-                        let request = ChatRequest { conversation_id, message };
+                        let request = ChatRequest { conversation_id, message, request_id: None };
                         match agent.chat(as_user(&create_user, request)).await {
                             Ok(reply) => {
                                 conversation_id = Some(reply.get_ref().conversation_id);

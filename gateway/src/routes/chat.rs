@@ -19,8 +19,15 @@ use crate::state::{AppState, grpc_request};
 
 /// Longest message, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 4000;
-/// Beyond `AGENT_TIMEOUT`, how long the gateway waits for the agent's answer.
-const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+/// Beyond `AGENT_TIMEOUT`, the deadline the gateway gives agent-service:
+/// room for the agent to record a failure (2 s) and answer.
+const AGENT_DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+/// Beyond that deadline, how long the gateway itself waits, so that the
+/// agent's own answer (DEADLINE_EXCEEDED and the recorded failure) arrives
+/// first; this is only the backstop for an agent that says nothing.
+const GATEWAY_WAIT_MARGIN: Duration = Duration::from_secs(1);
+/// The header that makes a chat request idempotent (IETF httpapi draft).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 #[derive(Deserialize)]
 struct ChatBody {
@@ -51,6 +58,40 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<ChatBody, ApiError>
     Ok(body)
 }
 
+/// The request's Idempotency-Key: 1 to 255 printable ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        return Err(ApiError::unprocessable(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// The agent's request for a turn, with the deadline the agent must keep.
+fn chat_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &str,
+    body: ChatBody,
+) -> Result<tonic::Request<ChatRequest>, ApiError> {
+    let mut request = grpc_request(
+        user,
+        headers,
+        ChatRequest {
+            conversation_id: body.conversation_id,
+            message: body.message,
+            request_id: idempotency_key(headers)?,
+        },
+    )?;
+    request.set_timeout(state.agent_timeout + AGENT_DEADLINE_MARGIN);
+    Ok(request)
+}
+
 /// A user id from a path or a body, string or number, as text.
 fn user_text(value: &Value) -> Option<String> {
     match value {
@@ -73,6 +114,7 @@ async fn admit(
         return Err(ApiError::UserMismatch);
     }
     let body = parse_body(body)?;
+    idempotency_key(headers)?;
     match (&body.user_id, path_user) {
         (Some(claimed), _) if user_text(claimed).as_deref() != Some(user.as_str()) => {
             return Err(ApiError::UserMismatch);
@@ -116,19 +158,11 @@ async fn run_chat(
     user: &str,
     body: ChatBody,
 ) -> Result<Json<Value>, ApiError> {
-    let budget = state.agent_timeout + TIMEOUT_MARGIN;
-    let mut request = grpc_request(
-        user,
-        headers,
-        ChatRequest {
-            conversation_id: body.conversation_id,
-            message: body.message,
-        },
-    )?;
-    request.set_timeout(budget);
+    let request = chat_request(state, headers, user, body)?;
+    let wait = state.agent_timeout + AGENT_DEADLINE_MARGIN + GATEWAY_WAIT_MARGIN;
     let mut agent = state.agent.clone();
     let call = agent.chat(request);
-    let response = tokio::time::timeout(budget, call)
+    let response = tokio::time::timeout(wait, call)
         .await
         .map_err(|_| timeout_error(state))??
         .into_inner();
@@ -175,15 +209,7 @@ pub async fn chat_stream(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (user, body) = admit(&state, &headers, Some(&user_id), body).await?;
-    let mut request = grpc_request(
-        &user,
-        &headers,
-        ChatRequest {
-            conversation_id: body.conversation_id,
-            message: body.message,
-        },
-    )?;
-    request.set_timeout(state.agent_timeout + TIMEOUT_MARGIN);
+    let request = chat_request(&state, &headers, &user, body)?;
     let stream = state.agent.clone().stream_chat(request).await?.into_inner();
     let events = stream.map(|item| {
         let event = match item {
@@ -201,12 +227,7 @@ pub async fn chat_stream(
             },
             Err(status) => {
                 let error = ApiError::from(status);
-                let detail = match &error {
-                    ApiError::Status(_, detail) | ApiError::RateLimited { detail, .. } => detail.clone(),
-                    ApiError::NotAuthenticated => "Not authenticated".to_owned(),
-                    ApiError::UserMismatch => "User ID mismatch".to_owned(),
-                };
-                Event::default().event("error").json_data(json!({"status": error.status().as_u16(), "detail": detail}))
+                Event::default().event("error").json_data(json!({"status": error.status().as_u16(), "detail": error.detail()}))
             }
         };
         Ok(event.unwrap_or_else(|_| Event::default().event("error").data("{}")))

@@ -28,6 +28,35 @@ pub struct Message {
     pub created_at: NaiveDateTime,
 }
 
+/// Most bytes of message text one page carries, so that a page always fits
+/// a gRPC message (4 MiB) with room to spare; older messages are left for
+/// the next page.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// Roughly what a message takes on the wire.
+fn wire_bytes(row: &MessageRow) -> usize {
+    64 + row.content.len()
+        + row.tool_calls.as_ref().map_or(0, String::len)
+        + row.tool_call_id.as_ref().map_or(0, String::len)
+}
+
+/// Rows read newest first, as many as fit [`MAX_PAGE_BYTES`] (at least
+/// one), and whether any were left out.
+pub(super) fn within_page_bytes(rows: Vec<MessageRow>) -> Result<(Vec<Message>, bool), Error> {
+    let mut total = 0;
+    let mut kept = Vec::with_capacity(rows.len());
+    let count = rows.len();
+    for row in rows {
+        total += wire_bytes(&row);
+        if total > MAX_PAGE_BYTES && !kept.is_empty() {
+            break;
+        }
+        kept.push(Message::try_from(row)?);
+    }
+    let cut = kept.len() < count;
+    Ok((kept, cut))
+}
+
 /// One page of messages, oldest first.
 #[derive(Debug)]
 pub struct MessagePage {
@@ -235,11 +264,8 @@ impl Store {
                 .await?)
         })?;
         let more = rows.len() > limit;
-        let mut messages = rows
-            .into_iter()
-            .take(limit)
-            .map(Message::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut messages, cut) = within_page_bytes(rows.into_iter().take(limit).collect())?;
+        let more = more || cut;
         messages.reverse();
         let more_before = more.then(|| messages.as_slice().first().map_or(0, |m| m.id));
         Ok(MessagePage {

@@ -8,11 +8,13 @@
 
 mod conversations;
 mod models;
+mod outage;
 mod query_log;
 mod row;
 pub mod schema;
 mod tasks;
 mod tls;
+mod turns;
 mod url;
 
 use std::sync::Arc;
@@ -31,7 +33,15 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 pub use self::conversations::{Conversation, Message, MessagePage};
+use self::outage::Outage;
 pub use self::tasks::{Task, TaskPage};
+pub(crate) use self::tasks::{
+    complete_task, create_task, delete_task, get_task, list_tasks, update_task,
+};
+pub(crate) use self::turns::ToolRunner;
+pub use self::turns::{
+    BeginTurn, KEY_RETENTION, OpenedTurn, ToolResult, TurnEnd, TurnKey, TurnStart,
+};
 pub use self::url::{DatabaseUrl, PostgresUrl, TlsMode};
 use crate::config::DatabaseConfig;
 use crate::error::Error;
@@ -66,6 +76,9 @@ pub struct Store {
     /// Woken whenever a call finds the database unavailable, so that health
     /// is checked at once instead of at the next tick.
     trouble: Arc<Notify>,
+    /// Set while the database is known to be unreachable: calls then fail
+    /// at once instead of waiting `DB_POOL_TIMEOUT` for a connection.
+    outage: Outage,
     /// SQLite only: writes take turns here. SQLite allows one writer at a
     /// time, and its busy handler waits by sleeping (up to 100 ms a nap), so
     /// queueing writers in the process is fairer and far quicker.
@@ -103,17 +116,21 @@ pub enum SetupError {
 /// and `.await`) with `$conn` bound to a pooled connection of the configured
 /// backend. The body is compiled once per backend.
 macro_rules! on_connection {
-    ($store:expr, $conn:ident => $body:expr) => {{
+    ($store:expr, $conn:ident => $body:expr) => {
+        $crate::db::on_connection!($store, gated = true, $conn => $body)
+    };
+    ($store:expr, gated = $gated:expr, $conn:ident => $body:expr) => {{
         let store: &$crate::db::Store = $store;
+        let gate = $gated.then_some(&store.outage);
         let result: ::std::result::Result<_, $crate::error::Error> = match store.pool() {
-            $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool).await {
+            $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool, gate).await {
                 Ok(mut connection) => {
                     let $conn = &mut *connection;
                     async { $body }.await
                 }
                 Err(error) => Err(error),
             },
-            $crate::db::Pool::Sqlite(pool) => match $crate::db::checkout(pool).await {
+            $crate::db::Pool::Sqlite(pool) => match $crate::db::checkout(pool, gate).await {
                 Ok(mut connection) => {
                     let $conn = &mut *connection;
                     async { $body }.await
@@ -142,7 +159,48 @@ macro_rules! with_write_connection {
         $crate::db::with_connection!(store, $conn => $body)
     }};
 }
-pub(crate) use {on_connection, with_connection, with_write_connection};
+
+/// A connection of either backend (pooled, or inside a transaction), for
+/// query functions written once: [`on_conn!`] compiles their body for each.
+pub(crate) enum Conn<'c> {
+    Postgres(&'c mut AsyncPgConnection),
+    Sqlite(&'c mut SqliteConnection),
+}
+
+impl<'c> From<&'c mut AsyncPgConnection> for Conn<'c> {
+    fn from(conn: &'c mut AsyncPgConnection) -> Self {
+        Self::Postgres(conn)
+    }
+}
+
+impl<'c> From<&'c mut SqliteConnection> for Conn<'c> {
+    fn from(conn: &'c mut SqliteConnection) -> Self {
+        Self::Sqlite(conn)
+    }
+}
+
+impl Conn<'_> {
+    /// The same connection, borrowed for one more call.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Self::Postgres(conn) => Conn::Postgres(conn),
+            Self::Sqlite(conn) => Conn::Sqlite(conn),
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to the backend connection inside the
+/// [`Conn`] `$conn`; the body is compiled once per backend.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {{
+        let result: ::std::result::Result<_, $crate::error::Error> = match $conn {
+            $crate::db::Conn::Postgres($c) => async { $body }.await,
+            $crate::db::Conn::Sqlite($c) => async { $body }.await,
+        };
+        result
+    }};
+}
+pub(crate) use {on_conn, on_connection, with_connection, with_write_connection};
 
 impl Store {
     /// Connects, runs pending migrations and opens the pool. A connection
@@ -154,15 +212,18 @@ impl Store {
 
     fn connect_pool(config: &DatabaseConfig) -> Self {
         let logging = config.query_logging;
+        let outage = Outage::default();
         let pool = match &config.url {
             DatabaseUrl::Postgres(target) => {
                 let target = Arc::new(target.clone());
                 let mut manager = ManagerConfig::<AsyncPgConnection>::default();
                 manager.recycling_method = RecyclingMethod::Fast;
+                let opened = outage.clone();
                 manager.custom_setup = Box::new(move |_| {
-                    let target = target.clone();
+                    let (target, opened) = (target.clone(), opened.clone());
                     async move {
                         let mut conn = connect_postgres(&target).await?;
+                        opened.end();
                         if logging {
                             conn.set_instrumentation(query_log::QueryLogger::default());
                         }
@@ -172,18 +233,20 @@ impl Store {
                 });
                 let manager =
                     AsyncDieselConnectionManager::new_with_config(config.url.to_string(), manager);
-                Pool::Postgres(pool_builder(config).build_unchecked(manager))
+                Pool::Postgres(pool_builder(config, &outage).build_unchecked(manager))
             }
             DatabaseUrl::Sqlite(path) => {
                 let mut manager = ManagerConfig::<SqliteConnection>::default();
                 manager.recycling_method = RecyclingMethod::Fast;
+                let opened = outage.clone();
                 manager.custom_setup = Box::new(move |path| {
-                    let path = path.to_owned();
+                    let (path, opened) = (path.to_owned(), opened.clone());
                     async move {
                         let mut conn = SqliteConnection::establish(&path).await?;
                         conn.batch_execute(SQLITE_PRAGMAS)
                             .await
                             .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                        opened.end();
                         if logging {
                             conn.set_instrumentation(query_log::QueryLogger::default());
                         }
@@ -193,13 +256,14 @@ impl Store {
                 });
                 let manager =
                     AsyncDieselConnectionManager::new_with_config(path.to_string_lossy(), manager);
-                Pool::Sqlite(pool_builder(config).build_unchecked(manager))
+                Pool::Sqlite(pool_builder(config, &outage).build_unchecked(manager))
             }
         };
         let writer = matches!(pool, Pool::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Self {
             pool,
             trouble: Arc::new(Notify::new()),
+            outage,
             writer,
             max_connections: config.max_connections(),
         }
@@ -247,13 +311,27 @@ impl Store {
         self.trouble.notified().await;
     }
 
-    /// One round trip to the database. Not observed: the health watcher
-    /// itself calls this.
+    /// One round trip to the database, even during an outage. Not observed:
+    /// the health watcher itself calls this.
     pub async fn ping(&self) -> Result<(), Error> {
-        on_connection!(self, conn => {
+        on_connection!(self, gated = false, conn => {
             diesel::sql_query("SELECT 1").execute(conn).await?;
             Ok(())
         })
+    }
+
+    /// Records what the health watcher found: the database answered (calls
+    /// go through again), or failed in a way that means it cannot be
+    /// reached (calls fail at once). A ping that only timed out decides
+    /// nothing here: the pool may just be busy.
+    pub fn record_ping(&self, result: &Result<(), Error>) {
+        match result {
+            Ok(()) => self.outage.end(),
+            Err(error) if error.is_database_unavailable() => {
+                self.outage.begin(&taskagent_common::error_chain(error));
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -261,9 +339,13 @@ impl Store {
 /// broken connection is found by the call that uses it (and then dropped),
 /// not by an extra round trip on every call. The wait for a connection is
 /// bounded by `DB_POOL_TIMEOUT` here and by the caller's deadline through the
-/// server's request timeout. A refused connection or failed login is returned
-/// at once with its cause instead of being retried until the timeout.
-fn pool_builder<M: bb8::ManageConnection>(config: &DatabaseConfig) -> bb8::Builder<M> {
+/// server's request timeout. A connection that cannot be opened (refused,
+/// DNS, TLS, login) is not retried: bb8 hands its error to the error sink,
+/// the [`Outage`], which makes waiting and later calls fail at once.
+fn pool_builder<M: bb8::ManageConnection<Error = PoolError>>(
+    config: &DatabaseConfig,
+    outage: &Outage,
+) -> bb8::Builder<M> {
     bb8::Pool::builder()
         .max_size(config.max_connections())
         .min_idle(Some(config.pool_size))
@@ -272,19 +354,35 @@ fn pool_builder<M: bb8::ManageConnection>(config: &DatabaseConfig) -> bb8::Build
         .idle_timeout(Some(OVERFLOW_IDLE_TIMEOUT))
         .test_on_check_out(false)
         .retry_connection(false)
+        .error_sink(Box::new(outage.clone()))
 }
 
 /// Takes a connection from `pool`, mapping every failure to
-/// [`Error::DatabaseUnavailable`].
-pub(crate) async fn checkout<M>(pool: &bb8::Pool<M>) -> Result<bb8::PooledConnection<'_, M>, Error>
+/// [`Error::DatabaseUnavailable`]. With a `gate`, a known outage fails the
+/// call at once, and one that begins while it waits ends the wait.
+pub(crate) async fn checkout<'p, M>(
+    pool: &'p bb8::Pool<M>,
+    gate: Option<&Outage>,
+) -> Result<bb8::PooledConnection<'p, M>, Error>
 where
     M: bb8::ManageConnection<Error = PoolError>,
 {
-    pool.get().await.map_err(|error| match error {
-        bb8::RunError::User(e) => Error::DatabaseUnavailable(Box::new(e)),
-        bb8::RunError::TimedOut => {
-            Error::DatabaseUnavailable("timed out waiting for a database connection".into())
+    let unreachable = |reason: &str| Error::DatabaseUnavailable(reason.to_owned().into());
+    let waited = match gate {
+        None => pool.get().await,
+        Some(outage) => {
+            if let Some(reason) = outage.reason() {
+                return Err(unreachable(&reason));
+            }
+            tokio::select! {
+                got = pool.get() => got,
+                reason = outage.begun() => return Err(unreachable(&reason)),
+            }
         }
+    };
+    waited.map_err(|error| match error {
+        bb8::RunError::User(e) => Error::DatabaseUnavailable(Box::new(e)),
+        bb8::RunError::TimedOut => unreachable("timed out waiting for a database connection"),
     })
 }
 

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{conversations, messages, tasks};
+use super::schema::{conversations, idempotency_keys, messages, tasks};
 
 /// A row of `tasks`.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -71,4 +71,45 @@ pub struct MessageRow {
     pub tool_calls: Option<String>,
     pub tool_call_id: Option<String>,
     pub created_at: NaiveDateTime,
+}
+
+/// A message recorded by a turn, whose conversation the turn already checked.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub struct InsertMessage<'a> {
+    pub conversation_id: i64,
+    pub role: &'a str,
+    pub content: &'a str,
+    pub tool_calls: Option<&'a str>,
+    pub tool_call_id: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub turn_id: Option<i64>,
+}
+
+/// A row of `idempotency_keys`.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = idempotency_keys)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct KeyRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub conversation_id: i64,
+    pub turn_id: i64,
+    pub state: String,
+    pub lease_until: NaiveDateTime,
+    pub outcome: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct InsertKey<'a> {
+    pub user_id: &'a str,
+    pub request_id: &'a str,
+    pub fingerprint: &'a str,
+    pub conversation_id: i64,
+    pub turn_id: i64,
+    pub state: &'a str,
+    pub lease_until: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }

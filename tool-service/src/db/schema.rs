@@ -34,8 +34,26 @@ diesel::table! {
         tool_calls -> Nullable<Text>,
         tool_call_id -> Nullable<Text>,
         created_at -> Timestamp,
+        turn_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (id) {
+        id -> BigInt,
+        user_id -> Text,
+        request_id -> Text,
+        fingerprint -> Text,
+        conversation_id -> BigInt,
+        turn_id -> BigInt,
+        state -> Text,
+        lease_until -> Timestamp,
+        outcome -> Nullable<Binary>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }
 
 diesel::joinable!(messages -> conversations (conversation_id));
-diesel::allow_tables_to_appear_in_same_query!(tasks, conversations, messages);
+diesel::joinable!(idempotency_keys -> conversations (conversation_id));
+diesel::allow_tables_to_appear_in_same_query!(tasks, conversations, messages, idempotency_keys);

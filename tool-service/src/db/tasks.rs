@@ -1,5 +1,9 @@
 //! Task queries. Every one filters by the calling user, so another user's
 //! task behaves exactly like a missing one.
+//!
+//! Each query is a function of a [`Conn`], so that it runs the same on a
+//! pooled connection (the TaskService methods of [`Store`]) and inside a
+//! turn's transaction (tool calls recorded with their results).
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
@@ -9,7 +13,7 @@ use diesel_async::RunQueryDsl;
 use super::models::{InsertTask, TaskChangeset, TaskRow};
 use super::row::RowGt;
 use super::schema::tasks;
-use super::{Store, with_connection, with_write_connection};
+use super::{Conn, Store, on_conn, with_connection, with_write_connection};
 use crate::domain::{NewTask, StatusFilter, TaskChange, UserId};
 use crate::error::Error;
 
@@ -36,54 +40,185 @@ pub(super) fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
 
-impl Store {
-    /// Creates a task. A repeated `request_id` returns the task the first
-    /// call created instead of a second one.
-    pub async fn create_task(&self, user: &UserId, new: &NewTask) -> Result<Task, Error> {
-        let now = now();
-        let row = InsertTask {
-            user_id: user.as_str(),
-            title: new.title.as_str(),
-            description: new.description.as_deref(),
-            completed: false,
-            request_id: new.request_id.as_deref(),
-            created_at: now,
-            updated_at: now,
-        };
-        with_write_connection!(self, conn => {
-            let inserted = diesel::insert_into(tasks::table)
+/// Creates a task. A repeated `request_id` returns the task the first call
+/// created instead of a second one.
+pub(crate) async fn create_task(
+    conn: Conn<'_>,
+    user: &UserId,
+    new: &NewTask,
+) -> Result<Task, Error> {
+    let now = now();
+    let row = InsertTask {
+        user_id: user.as_str(),
+        title: new.title.as_str(),
+        description: new.description.as_deref(),
+        completed: false,
+        request_id: new.request_id.as_deref(),
+        created_at: now,
+        updated_at: now,
+    };
+    on_conn!(conn, conn => {
+        let inserted = match new.request_id {
+            // Without a key nothing can conflict: a plain INSERT.
+            None => Some(
+                diesel::insert_into(tasks::table)
+                    .values(&row)
+                    .returning(TaskRow::as_returning())
+                    .get_result(conn)
+                    .await?,
+            ),
+            Some(_) => diesel::insert_into(tasks::table)
                 .values(&row)
                 .on_conflict_do_nothing()
                 .returning(TaskRow::as_returning())
                 .get_result(conn)
                 .await
-                .optional()?;
-            match inserted {
-                Some(task) => Ok(task),
-                // Only the (user_id, request_id) key can conflict.
-                None => Ok(tasks::table
-                    .filter(tasks::user_id.eq(user.as_str()))
-                    .filter(tasks::request_id.eq(new.request_id.as_deref()))
-                    .select(TaskRow::as_select())
-                    .first(conn)
-                    .await?),
-            }
-        })
-    }
+                .optional()?,
+        };
+        match inserted {
+            Some(task) => Ok(task),
+            // Only the (user_id, request_id) key can conflict.
+            None => Ok(tasks::table
+                .filter(tasks::user_id.eq(user.as_str()))
+                .filter(tasks::request_id.eq(new.request_id.as_deref()))
+                .select(TaskRow::as_select())
+                .first(conn)
+                .await?),
+        }
+    })
+}
 
-    pub async fn get_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
-        with_connection!(self, conn => {
-            Ok(tasks::table
+pub(crate) async fn get_task(conn: Conn<'_>, user: &UserId, id: i64) -> Result<Task, Error> {
+    on_conn!(conn, conn => {
+        Ok(tasks::table
+            .filter(task_of(id, user.as_str()))
+            .select(TaskRow::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })?
+    .ok_or(Error::TaskNotFound)
+}
+
+/// Up to `limit` tasks with ids above `after`, oldest first.
+pub(crate) async fn list_tasks(
+    conn: Conn<'_>,
+    user: &UserId,
+    status: StatusFilter,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<TaskPage, Error> {
+    let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+    let mut tasks = on_conn!(conn, conn => {
+        // Keyset pagination as a row comparison on the index's own columns
+        // (see `row`): only idx_tasks_user_id / idx_tasks_completed serve it.
+        let after = after.unwrap_or(0);
+        let query = tasks::table
+            .filter(tasks::user_id.eq(user.as_str()))
+            .select(TaskRow::as_select())
+            .limit(fetch)
+            .into_boxed();
+        let query = match status.completed() {
+            None => query
+                .filter(RowGt(
+                    (tasks::user_id, tasks::id),
+                    (user.as_str().into_sql::<Text>(), after.into_sql::<BigInt>()),
+                ))
+                .order((tasks::user_id.asc(), tasks::id.asc())),
+            Some(completed) => query
+                .filter(tasks::completed.eq(completed))
+                .filter(RowGt(
+                    (tasks::user_id, tasks::completed, tasks::id),
+                    (
+                        user.as_str().into_sql::<Text>(),
+                        completed.into_sql::<Bool>(),
+                        after.into_sql::<BigInt>(),
+                    ),
+                ))
+                .order((tasks::user_id.asc(), tasks::completed.asc(), tasks::id.asc())),
+        };
+        Ok::<_, Error>(query.load(conn).await?)
+    })?;
+    let more_after = (tasks.len() > limit).then(|| {
+        tasks.truncate(limit);
+        tasks.last().map_or(0, |t| t.id)
+    });
+    Ok(TaskPage { tasks, more_after })
+}
+
+pub(crate) async fn update_task(
+    conn: Conn<'_>,
+    user: &UserId,
+    id: i64,
+    change: &TaskChange,
+) -> Result<Task, Error> {
+    let changes = TaskChangeset {
+        title: change.title.as_ref().map(|t| t.as_str()),
+        description: change.description.as_ref().map(|d| d.as_deref()),
+        updated_at: now(),
+    };
+    on_conn!(conn, conn => {
+        Ok(diesel::update(tasks::table)
+            .filter(task_of(id, user.as_str()))
+            .set(&changes)
+            .returning(TaskRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?)
+    })?
+    .ok_or(Error::TaskNotFound)
+}
+
+/// Marks a task completed; completing it again changes nothing and
+/// succeeds. A task deleted meanwhile is not found.
+pub(crate) async fn complete_task(conn: Conn<'_>, user: &UserId, id: i64) -> Result<Task, Error> {
+    let now = now();
+    on_conn!(conn, conn => {
+        let completed = diesel::update(tasks::table)
+            .filter(task_of(id, user.as_str()))
+            .filter(tasks::completed.eq(false))
+            .set((tasks::completed.eq(true), tasks::updated_at.eq(now)))
+            .returning(TaskRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        match completed {
+            Some(task) => Ok(Some(task)),
+            // Already completed (by this call's twin, maybe), or missing.
+            None => Ok(tasks::table
                 .filter(task_of(id, user.as_str()))
                 .select(TaskRow::as_select())
                 .first(conn)
                 .await
-                .optional()?)
-        })?
-        .ok_or(Error::TaskNotFound)
+                .optional()?),
+        }
+    })?
+    .ok_or(Error::TaskNotFound)
+}
+
+/// Deletes a task and returns it as it was.
+pub(crate) async fn delete_task(conn: Conn<'_>, user: &UserId, id: i64) -> Result<Task, Error> {
+    on_conn!(conn, conn => {
+        Ok(diesel::delete(tasks::table)
+            .filter(task_of(id, user.as_str()))
+            .returning(TaskRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?)
+    })?
+    .ok_or(Error::TaskNotFound)
+}
+
+/// TaskService's queries, each on a pooled connection of its own.
+impl Store {
+    pub async fn create_task(&self, user: &UserId, new: &NewTask) -> Result<Task, Error> {
+        with_write_connection!(self, conn => create_task(conn.into(), user, new).await)
     }
 
-    /// Up to `limit` tasks with ids above `after`, oldest first.
+    pub async fn get_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
+        with_connection!(self, conn => get_task(conn.into(), user, id).await)
+    }
+
     pub async fn list_tasks(
         &self,
         user: &UserId,
@@ -91,42 +226,7 @@ impl Store {
         after: Option<i64>,
         limit: usize,
     ) -> Result<TaskPage, Error> {
-        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-        let mut tasks = with_connection!(self, conn => {
-            // Keyset pagination as a row comparison on the index's own columns
-            // (see `row`): only idx_tasks_user_id / idx_tasks_completed serve it.
-            let after = after.unwrap_or(0);
-            let query = tasks::table
-                .filter(tasks::user_id.eq(user.as_str()))
-                .select(TaskRow::as_select())
-                .limit(fetch)
-                .into_boxed();
-            let query = match status.completed() {
-                None => query
-                    .filter(RowGt(
-                        (tasks::user_id, tasks::id),
-                        (user.as_str().into_sql::<Text>(), after.into_sql::<BigInt>()),
-                    ))
-                    .order((tasks::user_id.asc(), tasks::id.asc())),
-                Some(completed) => query
-                    .filter(tasks::completed.eq(completed))
-                    .filter(RowGt(
-                        (tasks::user_id, tasks::completed, tasks::id),
-                        (
-                            user.as_str().into_sql::<Text>(),
-                            completed.into_sql::<Bool>(),
-                            after.into_sql::<BigInt>(),
-                        ),
-                    ))
-                    .order((tasks::user_id.asc(), tasks::completed.asc(), tasks::id.asc())),
-            };
-            Ok(query.load(conn).await?)
-        })?;
-        let more_after = (tasks.len() > limit).then(|| {
-            tasks.truncate(limit);
-            tasks.last().map_or(0, |t| t.id)
-        });
-        Ok(TaskPage { tasks, more_after })
+        with_connection!(self, conn => list_tasks(conn.into(), user, status, after, limit).await)
     }
 
     pub async fn update_task(
@@ -135,60 +235,14 @@ impl Store {
         id: i64,
         change: &TaskChange,
     ) -> Result<Task, Error> {
-        let changes = TaskChangeset {
-            title: change.title.as_ref().map(|t| t.as_str()),
-            description: change.description.as_ref().map(|d| d.as_deref()),
-            updated_at: now(),
-        };
-        with_write_connection!(self, conn => {
-            Ok(diesel::update(tasks::table)
-                .filter(task_of(id, user.as_str()))
-                .set(&changes)
-                .returning(TaskRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?)
-        })?
-        .ok_or(Error::TaskNotFound)
+        with_write_connection!(self, conn => update_task(conn.into(), user, id, change).await)
     }
 
-    /// Marks a task completed; completing it again changes nothing and
-    /// succeeds. A task deleted meanwhile is not found.
     pub async fn complete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
-        let now = now();
-        with_write_connection!(self, conn => {
-            let completed = diesel::update(tasks::table)
-                .filter(task_of(id, user.as_str()))
-                .filter(tasks::completed.eq(false))
-                .set((tasks::completed.eq(true), tasks::updated_at.eq(now)))
-                .returning(TaskRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?;
-            match completed {
-                Some(task) => Ok(Some(task)),
-                // Already completed (by this call's twin, maybe), or missing.
-                None => Ok(tasks::table
-                    .filter(task_of(id, user.as_str()))
-                    .select(TaskRow::as_select())
-                    .first(conn)
-                    .await
-                    .optional()?),
-            }
-        })?
-        .ok_or(Error::TaskNotFound)
+        with_write_connection!(self, conn => complete_task(conn.into(), user, id).await)
     }
 
-    /// Deletes a task and returns it as it was.
     pub async fn delete_task(&self, user: &UserId, id: i64) -> Result<Task, Error> {
-        with_write_connection!(self, conn => {
-            Ok(diesel::delete(tasks::table)
-                .filter(task_of(id, user.as_str()))
-                .returning(TaskRow::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?)
-        })?
-        .ok_or(Error::TaskNotFound)
+        with_write_connection!(self, conn => delete_task(conn.into(), user, id).await)
     }
 }

@@ -5,6 +5,7 @@
 mod conversations;
 mod diagnostics;
 mod tasks;
+mod tools;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -8,8 +8,8 @@ use taskagent_proto::{
 use tonic::{Request, Response, Status};
 
 use super::{caller, page_size, page_token, timestamp};
-use crate::db::{Store, Task};
-use crate::domain::{NewTask, StatusFilter, TaskChange};
+use crate::db::{Store, Task, TaskPage};
+use crate::domain::{NewTask, StatusFilter, TaskChange, UserId};
 
 /// Handlers of TaskService over a [`Store`].
 #[derive(Clone)]
@@ -36,6 +36,38 @@ impl From<Task> for WireTask {
             completed: task.completed,
             create_time: Some(timestamp(task.created_at)),
             update_time: Some(timestamp(task.updated_at)),
+        }
+    }
+}
+
+/// A ListTasks request, checked: the filter, where to start, how many.
+pub(super) struct ListQuery {
+    pub status: StatusFilter,
+    /// Names the query in page tokens.
+    name: &'static str,
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+impl ListQuery {
+    pub fn parse(user: &UserId, req: &ListTasksRequest) -> Result<Self, crate::Error> {
+        let (status, name) = status_filter(req.status);
+        Ok(Self {
+            status,
+            name,
+            after: page_token::decode::<1>(user, name, &req.page_token)?.map(|[id]| id),
+            limit: page_size(req.page_size)?,
+        })
+    }
+
+    /// The page as ListTasks answers it, with the token of the next one.
+    pub fn response(&self, user: &UserId, page: TaskPage) -> ListTasksResponse {
+        ListTasksResponse {
+            tasks: page.tasks.into_iter().map(Into::into).collect(),
+            next_page_token: page
+                .more_after
+                .map(|id| page_token::encode(user, self.name, &[id]))
+                .unwrap_or_default(),
         }
     }
 }
@@ -77,18 +109,12 @@ impl TaskService for TaskApi {
         request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
         let user = caller(&request)?;
-        let req = request.into_inner();
-        let (status, query) = status_filter(req.status);
-        let limit = page_size(req.page_size)?;
-        let after = page_token::decode::<1>(&user, query, &req.page_token)?.map(|[id]| id);
-        let page = self.store.list_tasks(&user, status, after, limit).await?;
-        Ok(Response::new(ListTasksResponse {
-            tasks: page.tasks.into_iter().map(Into::into).collect(),
-            next_page_token: page
-                .more_after
-                .map(|id| page_token::encode(&user, query, &[id]))
-                .unwrap_or_default(),
-        }))
+        let query = ListQuery::parse(&user, request.get_ref())?;
+        let page = self
+            .store
+            .list_tasks(&user, query.status, query.after, query.limit)
+            .await?;
+        Ok(Response::new(query.response(&user, page)))
     }
 
     async fn update_task(
