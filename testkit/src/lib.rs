@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod model;
+pub mod proxy;
 
 use tonic::{Code, Request, Status};
 

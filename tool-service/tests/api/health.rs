@@ -1,12 +1,11 @@
 //! grpc.health.v1 and the database watcher.
 
-use std::net::SocketAddr;
-
 use taskagent_proto::{CreateTaskRequest, ListTasksRequest};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::{Proxy, TestApp, TestDatabase, as_user};
+use crate::helpers::{TestApp, TestDatabase, as_user};
+use taskagent_testkit::proxy::Proxy;
 
 taskagent_testkit::on_both_backends!(runner = crate::helpers::run; health_is_serving_for_every_name);
 
@@ -34,9 +33,7 @@ async fn unreachable_database_is_unavailable_then_recovers_without_restart() {
     let Some(db) = TestDatabase::postgres().await else {
         return;
     };
-    let (upstream, via_proxy) = through_proxy(db.url());
-    let proxy = Proxy::start(upstream).await;
-    let via_proxy = via_proxy(proxy.addr);
+    let (proxy, via_proxy) = Proxy::in_front_of(db.url()).await;
     let app = TestApp::spawn(&db, &[("DATABASE_URL", &via_proxy)]).await;
     app.create_task("alice", "before the outage").await;
 
@@ -75,33 +72,4 @@ async fn unreachable_database_is_unavailable_then_recovers_without_restart() {
         .expect("works again without a restart");
     assert_eq!(created.into_inner().title, "after");
     app.stop().await;
-}
-
-/// The server address of a PostgreSQL `url`, and a function giving the same
-/// URL pointed at another address.
-fn through_proxy(url: &str) -> (SocketAddr, impl Fn(SocketAddr) -> String) {
-    let start = url.find("://").unwrap() + 3;
-    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let authority = &url[start..end];
-    let (userinfo, hostport) = authority
-        .rsplit_once('@')
-        .map_or(("", authority), |(u, h)| (u, h));
-    let hostport = if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:5432")
-    };
-    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&hostport)
-        .unwrap()
-        .next()
-        .unwrap();
-    let (before, after) = (url[..start].to_owned(), url[end..].to_owned());
-    let at = if userinfo.is_empty() {
-        String::new()
-    } else {
-        format!("{userinfo}@")
-    };
-    (upstream, move |addr: SocketAddr| {
-        format!("{before}{at}{addr}{after}")
-    })
 }

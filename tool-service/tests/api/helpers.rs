@@ -3,15 +3,11 @@
 //! talked to over real gRPC.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::task_service_client::TaskServiceClient;
 use taskagent_proto::{CreateTaskRequest, Task};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -127,64 +123,5 @@ impl TestApp {
             .await
             .expect("server task")
             .expect("server stops cleanly");
-    }
-}
-
-/// A TCP proxy in front of PostgreSQL that a test can cut and restore, to
-/// make the database unreachable without touching the machine's server.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    pipes: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
-        let open = Arc::new(AtomicBool::new(true));
-        let pipes: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = tokio::spawn({
-            let (open, pipes) = (open.clone(), pipes.clone());
-            async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !open.load(Ordering::SeqCst) {
-                        continue; // dropped: the connection is closed at once
-                    }
-                    let pipe = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    pipes.lock().unwrap().push(pipe);
-                }
-            }
-        });
-        Self {
-            addr,
-            open,
-            pipes,
-            accept,
-        }
-    }
-
-    /// Closes every proxied connection and refuses new ones.
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for pipe in self.pipes.lock().unwrap().drain(..) {
-            pipe.abort();
-        }
-    }
-
-    pub fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
     }
 }
