@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # POST /api/{user_id}/chat through all three services on PostgreSQL, with the
 # fake model answering at once (two model calls per chat), at concurrency 8
-# and 64: requests/s, p50/p99, CPU and RSS per process. Then the launcher's
-# idle RSS. Usage: bench/gateway.sh [seconds per run, default 10].
+# and 64: requests/s, p50/p99, CPU and RSS per process, CPU milliseconds per
+# chat for our three services together and for PostgreSQL, and PostgreSQL
+# transactions per chat (pg_stat_database). Then the launcher's idle RSS.
+# Usage: bench/gateway.sh [seconds per run, default 10].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-10}"
@@ -30,11 +32,20 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 pg_ticks() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
 rss() { awk '/^VmHWM/ {printf "%dMB", $2/1024}' "/proc/$1/status"; }
 
+xacts() { sleep 1.2; psql "$PG/postgres" -Atc "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'"; }
+
 for c in 8 64; do
+  x0=$(xacts)
   g0=$(ticks $GATEWAY_PID); a0=$(ticks $AGENT_PID); t0=$(ticks $TOOL_PID); m0=$(ticks $MODEL_PID); p0=$(pg_ticks)
-  target/release/loadgen load --addr "http://$GATEWAY" --op http-chat --concurrency $c --seconds "$SECONDS_PER_RUN" --secret $SECRET
+  out=$(target/release/loadgen load --addr "http://$GATEWAY" --op http-chat --concurrency $c --seconds "$SECONDS_PER_RUN" --secret $SECRET)
   g1=$(ticks $GATEWAY_PID); a1=$(ticks $AGENT_PID); t1=$(ticks $TOOL_PID); m1=$(ticks $MODEL_PID); p1=$(pg_ticks)
-  echo "  CPU seconds: gateway=$(( g1 - g0 ))e-2 agent=$(( a1 - a0 ))e-2 tool=$(( t1 - t0 ))e-2 model=$(( m1 - m0 ))e-2 postgres=$(( p1 - p0 ))e-2"
+  x1=$(xacts)
+  echo "$out"
+  ops=$(echo "$out" | grep -o ' ops=[0-9]*' | cut -d= -f2)
+  ours=$(( (g1 - g0) + (a1 - a0) + (t1 - t0) )); pg=$(( p1 - p0 ))
+  echo "  CPU seconds: gateway=$(( g1 - g0 ))e-2 agent=$(( a1 - a0 ))e-2 tool=$(( t1 - t0 ))e-2 model=$(( m1 - m0 ))e-2 postgres=${pg}e-2"
+  awk -v o="$ours" -v p="$pg" -v n="$ops" -v x="$(( x1 - x0 ))" 'BEGIN {
+    printf "  per chat: our services %.3f ms CPU, PostgreSQL %.3f ms CPU, %.2f PostgreSQL transactions\n", o * 10 / n, p * 10 / n, x / n }'
   echo "  peak RSS: gateway=$(rss $GATEWAY_PID) agent=$(rss $AGENT_PID) tool=$(rss $TOOL_PID)"
 done
 kill $GATEWAY_PID $AGENT_PID $TOOL_PID; sleep 1

@@ -16,13 +16,11 @@ pub enum ApiError {
     NotAuthenticated,
     /// 403: the body or path user is not the token's.
     UserMismatch,
-    /// 429 with `Retry-After`.
-    RateLimited {
-        retry_after_secs: u64,
-        detail: String,
-    },
-    /// 503 with `Retry-After`: a dependency is down for now.
-    Unavailable {
+    /// A status worth retrying later, with `Retry-After`: 429 (a rate
+    /// limit), 409 (the same request is still running), 503 (a service or
+    /// the database is down for now).
+    Retry {
+        status: StatusCode,
         retry_after_secs: u64,
         detail: String,
     },
@@ -39,9 +37,7 @@ impl ApiError {
         match self {
             Self::NotAuthenticated => StatusCode::UNAUTHORIZED,
             Self::UserMismatch => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Status(status, _) => *status,
+            Self::Retry { status, .. } | Self::Status(status, _) => *status,
         }
     }
 
@@ -50,9 +46,7 @@ impl ApiError {
         match self {
             Self::NotAuthenticated => "Not authenticated",
             Self::UserMismatch => "User ID mismatch",
-            Self::RateLimited { detail, .. }
-            | Self::Unavailable { detail, .. }
-            | Self::Status(_, detail) => detail,
+            Self::Retry { detail, .. } | Self::Status(_, detail) => detail,
         }
     }
 }
@@ -62,10 +56,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let extra = match &self {
             Self::NotAuthenticated => Some((header::WWW_AUTHENTICATE, "Bearer".to_owned())),
-            Self::RateLimited {
-                retry_after_secs, ..
-            }
-            | Self::Unavailable {
+            Self::Retry {
                 retry_after_secs, ..
             } => Some((header::RETRY_AFTER, retry_after_secs.to_string())),
             Self::UserMismatch | Self::Status(..) => None,
@@ -85,6 +76,19 @@ const MODEL_RETRY_AFTER_SECS: u64 = 30;
 /// Seconds a client is told to wait when a service or the database is down:
 /// tool-service notices a recovered database within about a second.
 const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+/// Seconds a client is told to wait while the same request still runs.
+const IN_PROGRESS_RETRY_AFTER_SECS: u64 = 1;
+
+impl ApiError {
+    /// `status` with `Retry-After: secs`.
+    pub fn retry(status: StatusCode, secs: u64, detail: impl Into<String>) -> Self {
+        Self::Retry {
+            status,
+            retry_after_secs: secs,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Every gRPC code an upstream can answer, as a deliberate HTTP status. A
 /// 500 is left for the gateway's own bugs: whatever an upstream does is a
@@ -114,28 +118,35 @@ impl From<tonic::Status> for ApiError {
             Code::OutOfRange if ours => Self::unprocessable(message("Invalid request")),
             Code::Unauthenticated => Self::NotAuthenticated,
             Code::PermissionDenied => Self::UserMismatch,
-            Code::AlreadyExists | Code::Aborted => {
+            Code::Aborted => Self::retry(
+                StatusCode::CONFLICT,
+                IN_PROGRESS_RETRY_AFTER_SECS,
+                message("Conflict"),
+            ),
+            Code::AlreadyExists | Code::FailedPrecondition => {
                 Self::Status(StatusCode::CONFLICT, message("Conflict"))
             }
-            Code::FailedPrecondition => Self::Status(StatusCode::CONFLICT, message("Conflict")),
-            Code::ResourceExhausted if ours => Self::RateLimited {
-                retry_after_secs: MODEL_RETRY_AFTER_SECS,
-                detail: message("Rate limit exceeded"),
-            },
+            Code::ResourceExhausted if ours => Self::retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                MODEL_RETRY_AFTER_SECS,
+                message("Rate limit exceeded"),
+            ),
             // tonic's own message-size limit: the request was too large.
             Code::ResourceExhausted => Self::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Request too large".to_owned(),
             ),
-            Code::Unavailable => Self::Unavailable {
-                retry_after_secs: UNAVAILABLE_RETRY_AFTER_SECS,
-                detail: message("Service unavailable"),
-            },
+            Code::Unavailable => Self::retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE_RETRY_AFTER_SECS,
+                message("Service unavailable"),
+            ),
             // A peer that died mid-call (reset, killed) or went away.
-            Code::Cancelled => Self::Unavailable {
-                retry_after_secs: UNAVAILABLE_RETRY_AFTER_SECS,
-                detail: "Service unavailable".to_owned(),
-            },
+            Code::Cancelled => Self::retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                UNAVAILABLE_RETRY_AFTER_SECS,
+                "Service unavailable",
+            ),
             Code::DeadlineExceeded => {
                 Self::Status(StatusCode::GATEWAY_TIMEOUT, message("Request timed out"))
             }

@@ -44,12 +44,13 @@ impl AppState {
 
     /// Takes one chat from `user`'s rate budget (429 otherwise).
     pub fn charge(&self, user: &str) -> Result<(), ApiError> {
-        self.limiter
-            .check(user)
-            .map_err(|wait| ApiError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil() as u64,
-                detail: "Rate limit exceeded".to_owned(),
-            })
+        self.limiter.check(user).map_err(|wait| {
+            ApiError::retry(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                wait.as_secs_f64().ceil() as u64,
+                "Rate limit exceeded",
+            )
+        })
     }
 }
 

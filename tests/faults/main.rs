@@ -50,6 +50,7 @@ async fn killed_agent_mid_turn_is_resumed_without_a_duplicate(db: &TestDatabase)
     ])
     .await;
     let mut stack = Stack::start(db, db.url(), &model, AGENT_TIMEOUT).await;
+    let mut killed_at = Instant::now();
     let first = {
         let request = stack.chat_within(
             "alice",
@@ -60,19 +61,22 @@ async fn killed_agent_mid_turn_is_resumed_without_a_duplicate(db: &TestDatabase)
         );
         let (answer, ()) = tokio::join!(request, async {
             model.wait_for_requests(2).await;
+            killed_at = Instant::now();
             stack.kill_agent();
         });
         answer.unwrap()
     };
+    let answered_in = killed_at.elapsed();
     assert!(
         [StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE].contains(&first.status),
         "a dead agent is a 502 or 503, never a 500: {first:?}"
     );
     stack.restart().await;
 
-    let retried = stack
+    let (retried, conflicts) = stack
         .chat_until_not_in_progress("alice", "add pay rent", "key-agent")
         .await;
+    let resumed_in = killed_at.elapsed();
     assert_eq!(retried.status, StatusCode::OK, "{retried:?}");
     assert_eq!(retried.body["response"], "Added pay rent.");
     assert_eq!(retried.body["tool_calls"][0]["tool"], "add_task");
@@ -83,7 +87,17 @@ async fn killed_agent_mid_turn_is_resumed_without_a_duplicate(db: &TestDatabase)
         "the recorded result is replayed to the model"
     );
     assert_eq!(stack.database.tasks("alice").await, 1);
-    stack.database.assert_consistent("alice").await;
+    let consistent = stack.database.assert_consistent("alice").await;
+    stack.report(
+        "kill -9 agent-service after the tool call",
+        &format!(
+            "in flight: {} after {:.0} ms; retries: {conflicts}x409 then {} at {:.1} s (restart included); tasks=1 {consistent}",
+            first.status.as_u16(),
+            answered_in.as_secs_f64() * 1000.0,
+            retried.status.as_u16(),
+            resumed_in.as_secs_f64(),
+        ),
+    );
 
     let again = stack.chat("alice", "add pay rent", Some("key-agent")).await;
     assert_eq!(again.body, retried.body, "the stored outcome");
@@ -104,22 +118,36 @@ async fn killed_tool_service_mid_turn_is_resumed_without_a_duplicate(db: &TestDa
     ])
     .await;
     let mut stack = Stack::start(db, db.url(), &model, AGENT_TIMEOUT).await;
+    let mut killed_at = Instant::now();
     let request = stack.chat("alice", "add call mom", Some("key-tool"));
     let (first, ()) = tokio::join!(request, async {
         model.wait_for_requests(2).await;
+        killed_at = Instant::now();
         stack.kill_tool_service();
         open.send(()).unwrap();
     });
+    let answered_in = killed_at.elapsed();
     first.assert_unavailable();
     stack.restart().await;
 
-    let retried = stack
+    let (retried, conflicts) = stack
         .chat_until_not_in_progress("alice", "add call mom", "key-tool")
         .await;
+    let resumed_in = killed_at.elapsed();
     assert_eq!(retried.status, StatusCode::OK, "{retried:?}");
     assert_eq!(retried.body["response"], "Added call mom.");
     assert_eq!(stack.database.tasks("alice").await, 1);
-    stack.database.assert_consistent("alice").await;
+    let consistent = stack.database.assert_consistent("alice").await;
+    stack.report(
+        "kill -9 tool-service after the tool call",
+        &format!(
+            "in flight: {} after {:.0} ms; retries: {conflicts}x409 then {} at {:.1} s (restart included); tasks=1 {consistent}",
+            first.status.as_u16(),
+            answered_in.as_secs_f64() * 1000.0,
+            retried.status.as_u16(),
+            resumed_in.as_secs_f64(),
+        ),
+    );
 }
 
 async fn a_client_that_goes_away_does_not_cancel_the_turn(db: &TestDatabase) {
@@ -156,7 +184,7 @@ async fn a_client_that_goes_away_does_not_cancel_the_turn(db: &TestDatabase) {
     );
 
     open.send(()).unwrap();
-    let outcome = stack
+    let (outcome, conflicts) = stack
         .chat_until_not_in_progress("alice", "add buy stamps", "key-gone")
         .await;
     assert_eq!(outcome.status, StatusCode::OK, "{outcome:?}");
@@ -164,7 +192,15 @@ async fn a_client_that_goes_away_does_not_cancel_the_turn(db: &TestDatabase) {
     assert_eq!(outcome.body["tool_calls"].as_array().unwrap().len(), 1);
     assert_eq!(model.requests().len(), 2, "the turn ran once");
     assert_eq!(stack.database.tasks("alice").await, 1);
-    stack.database.assert_consistent("alice").await;
+    let consistent = stack.database.assert_consistent("alice").await;
+    stack.report(
+        "client disconnects mid-turn",
+        &format!(
+            "turn finished anyway; retry: 409 while running, 422 for another body, then {} with the stored outcome ({} more 409); model calls=2 tasks=1 {consistent}",
+            outcome.status.as_u16(),
+            conflicts,
+        ),
+    );
 }
 
 async fn model_faults_answer_deliberate_statuses(db: &TestDatabase) {
@@ -221,9 +257,19 @@ async fn model_faults_answer_deliberate_statuses(db: &TestDatabase) {
         .count();
     assert_eq!(users, 1, "the replayed history was left out");
 
-    stack.database.assert_consistent("alice").await;
+    let consistent = stack.database.assert_consistent("alice").await;
     let history = stack.get("alice", "/api/alice/conversations").await;
     assert_eq!(history.body["conversations"].as_array().unwrap().len(), 4);
+    stack.report(
+        "model faults",
+        &format!(
+            "400 -> {}, Retry-After 1e20 -> {} (no panic), 5 MiB reply -> {}, context_length_exceeded -> {} after trimming; {consistent}",
+            rejected.status.as_u16(),
+            limited.status.as_u16(),
+            oversized.status.as_u16(),
+            fits.status.as_u16(),
+        ),
+    );
 }
 
 async fn message_pages_stay_within_the_grpc_limit(db: &TestDatabase) {
@@ -279,6 +325,10 @@ async fn message_pages_stay_within_the_grpc_limit(db: &TestDatabase) {
         path = format!("/api/alice/conversations/{id}/messages?page_size=100&page_token={token}");
     }
     assert_eq!(seen, 30, "every message is on some page");
+    stack.report(
+        "a message page over 4 MiB",
+        "30 messages of 190,000 characters: 200 on every page, cut by bytes (3 MiB), all 30 reached",
+    );
 }
 
 /// PostgreSQL cut away: calls answer 503 with Retry-After at once (not
@@ -298,21 +348,25 @@ async fn postgres_outage_is_a_fast_503_then_recovers() {
     );
 
     proxy.cut();
+    let mut slowest = Duration::ZERO;
     for _ in 0..3 {
         let started = Instant::now();
         stack
             .chat("alice", "hello again", None)
             .await
             .assert_unavailable();
+        slowest = slowest.max(started.elapsed());
+        let started = Instant::now();
         stack
             .get("alice", "/api/alice/conversations")
             .await
             .assert_unavailable();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "answered without waiting for DB_POOL_TIMEOUT"
-        );
+        slowest = slowest.max(started.elapsed());
     }
+    assert!(
+        slowest < Duration::from_secs(10),
+        "answered without waiting for DB_POOL_TIMEOUT (30 s)"
+    );
 
     proxy.restore();
     let started = Instant::now();
@@ -326,7 +380,16 @@ async fn postgres_outage_is_a_fast_503_then_recovers() {
             started.elapsed() < Duration::from_secs(30),
             "never recovered"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stack.database.assert_consistent("alice").await;
+    let recovered_in = started.elapsed();
+    let consistent = stack.database.assert_consistent("alice").await;
+    stack.report(
+        "PostgreSQL cut away (DB_POOL_TIMEOUT=30)",
+        &format!(
+            "chat and conversations: 503 + Retry-After, slowest {:.0} ms; 200 again {:.2} s after it returned; {consistent}",
+            slowest.as_secs_f64() * 1000.0,
+            recovered_in.as_secs_f64(),
+        ),
+    );
 }

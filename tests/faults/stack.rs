@@ -234,6 +234,15 @@ impl Stack {
         self.wait_until_healthy().await;
     }
 
+    /// One line of the fault table (`bench/faults.sh` collects them).
+    pub fn report(&self, fault: &str, facts: &str) {
+        let backend = match self.database {
+            DatabaseCheck::Postgres(_) => "PostgreSQL",
+            DatabaseCheck::Sqlite(_) => "SQLite",
+        };
+        eprintln!("FAULT | {fault} | {backend} | {facts}");
+    }
+
     /// A bearer token for `user`.
     pub fn token(user: &str) -> String {
         let exp = std::time::SystemTime::now()
@@ -278,18 +287,27 @@ impl Stack {
     }
 
     /// The same keyed request until it is no longer 409 (its first attempt
-    /// still holds the turn); every 409 must say why.
-    pub async fn chat_until_not_in_progress(&self, user: &str, message: &str, key: &str) -> Answer {
+    /// still holds the turn); every 409 must say why. Also returns how many
+    /// 409s came first.
+    pub async fn chat_until_not_in_progress(
+        &self,
+        user: &str,
+        message: &str,
+        key: &str,
+    ) -> (Answer, u32) {
         let started = Instant::now();
+        let mut conflicts = 0;
         loop {
             let answer = self.chat(user, message, Some(key)).await;
             if answer.status != StatusCode::CONFLICT {
-                return answer;
+                return (answer, conflicts);
             }
+            conflicts += 1;
             assert_eq!(
                 answer.body["detail"],
                 "A request with this Idempotency-Key is in progress"
             );
+            assert!(answer.headers.contains_key("retry-after"));
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "the turn stayed in progress"
@@ -417,18 +435,17 @@ impl DatabaseCheck {
     }
 
     /// The checks every fault test ends with: nothing duplicated, nothing
-    /// unrecorded, every conversation finished.
-    pub async fn assert_consistent(&self, user: &str) {
-        assert_eq!(self.duplicated(user).await, 0, "tasks written twice");
-        assert_eq!(
+    /// unrecorded, every conversation finished. Returns the line of the
+    /// fault table that says so.
+    pub async fn assert_consistent(&self, user: &str) -> String {
+        let (duplicated, unrecorded, unfinished) = (
+            self.duplicated(user).await,
             self.unrecorded(user).await,
-            0,
-            "task changes without their result"
-        );
-        assert_eq!(
             self.unfinished(user).await,
-            0,
-            "conversations left mid-turn"
         );
+        assert_eq!(duplicated, 0, "tasks written twice");
+        assert_eq!(unrecorded, 0, "task changes without their result");
+        assert_eq!(unfinished, 0, "conversations left mid-turn");
+        format!("duplicated={duplicated} unrecorded={unrecorded} unfinished={unfinished}")
     }
 }

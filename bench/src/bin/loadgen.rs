@@ -13,6 +13,10 @@
 //! tasks whose ids span `--complete-ids`) for completes. The mix is 60 %
 //! ListTasks, 20 % CreateTask, 20 % CompleteTask.
 //!
+//! `--op http-chat-retry` sends each chat with an `Idempotency-Key` and
+//! retries it (same key, same body) until it succeeds, counting the failed
+//! attempts by status: a client riding out a fault (bench/kill_under_load.sh).
+//!
 //! `--op chat` runs AgentService.Chat turns against agent-service (`--addr`),
 //! each worker in its own conversation; `--op model` posts chat completions
 //! straight to the fake model (`--addr http://HOST:PORT/v1`), to measure the
@@ -52,6 +56,9 @@ enum Op {
     Model,
     /// `POST /api/{user_id}/chat` through the gateway (`--secret` signs the tokens).
     HttpChat,
+    /// The same with an `Idempotency-Key`, retried with the same key and
+    /// body until it succeeds (a client riding out faults).
+    HttpChatRetry,
     /// MCP `tools/call add_task` at the gateway's `/mcp` (JSON responses).
     McpAdd,
     /// MCP `tools/call list_tasks` at the gateway's `/mcp`.
@@ -90,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 "chat" => Op::Chat,
                 "model" => Op::Model,
                 "http-chat" => Op::HttpChat,
+                "http-chat-retry" => Op::HttpChatRetry,
                 "mcp-add" => Op::McpAdd,
                 "mcp-list" => Op::McpList,
                 other => bail!("unknown op {other}"),
@@ -179,6 +187,8 @@ async fn load(
         );
     }
     let errors = Arc::new(AtomicU64::new(0));
+    // Failed attempts by HTTP status (0: no answer), for the retrying op.
+    let statuses: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = Vec::new();
@@ -194,6 +204,7 @@ async fn load(
         let mcp_url = format!("{}/mcp", addr.trim_end_matches('/'));
         let list_token = mint(&secret, &format!("list-{}", worker % list_users.max(1)));
         let errors = errors.clone();
+        let statuses = statuses.clone();
         workers.push(tokio::spawn(async move {
             let mut rng = Rng(
                 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)
@@ -260,6 +271,31 @@ async fn load(
                         .send()
                         .await
                         .is_ok_and(|r| r.status().is_success()),
+                    Op::HttpChatRetry => {
+                        let body = serde_json::json!({"message": format!("add bench task {n}"), "conversation_id": conversation_id});
+                        let key = format!("{create_user}-{n}");
+                        let given_up = Instant::now() + Duration::from_secs(120);
+                        loop {
+                            let sent = http.post(&chat_url).bearer_auth(&token).header("idempotency-key", &key).json(&body).send().await;
+                            match sent {
+                                Ok(r) if r.status().is_success() => {
+                                    let reply: serde_json::Value = r.json().await.unwrap_or_default();
+                                    conversation_id = reply["conversation_id"].as_i64();
+                                    break true;
+                                }
+                                Ok(r) => {
+                                    *statuses.lock().unwrap_or_else(|e| e.into_inner()).entry(r.status().as_u16()).or_insert(0) += 1;
+                                }
+                                Err(_) => {
+                                    *statuses.lock().unwrap_or_else(|e| e.into_inner()).entry(0).or_insert(0) += 1;
+                                }
+                            }
+                            if Instant::now() > given_up {
+                                break false;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
                     Op::HttpChat => {
                         let body = serde_json::json!({"message": format!("add bench task {n}"), "conversation_id": conversation_id});
                         match http.post(&chat_url).bearer_auth(&token).json(&body).send().await {
@@ -324,6 +360,14 @@ async fn load(
         pct(0.50),
         pct(0.99),
     );
+    let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner());
+    if !statuses.is_empty() {
+        let seen: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}x{n}")).collect();
+        println!(
+            "failed attempts, retried (status x count, 0 = no answer): {}",
+            seen.join(" ")
+        );
+    }
     Ok(())
 }
 
@@ -343,8 +387,12 @@ async fn fake_model(listen: &str) -> anyhow::Result<()> {
             json!({"role": "assistant", "content": "Added it."})
         } else {
             let id = format!("call_{}", CALLS.fetch_add(1, Ordering::Relaxed));
+            // The title is the user's message without "add ", so that each
+            // chat's task can be told apart.
+            let said = last["content"].as_str().unwrap_or("add bench task");
+            let title = said.strip_prefix("add ").unwrap_or(said);
             let call = json!({"id": id, "type": "function",
-                "function": {"name": "add_task", "arguments": "{\"title\": \"bench task\"}"}});
+                "function": {"name": "add_task", "arguments": json!({"title": title}).to_string()}});
             json!({"role": "assistant", "content": null, "tool_calls": [call]})
         };
         Json(json!({

@@ -5,8 +5,11 @@ ALTER TABLE messages ADD COLUMN turn_id BIGINT;
 
 -- A tool call's effect and its result are one transaction, keyed by
 -- (turn, tool call id): a second run of the same call meets this index.
+-- Only tool results have a tool_call_id. The condition names no value, so
+-- that a prepared statement's generic plan (`turn_id = $1 AND tool_call_id
+-- = ANY($2)`) can still be proved to match it.
 CREATE UNIQUE INDEX messages_turn_tool_call ON messages (turn_id, tool_call_id)
-    WHERE turn_id IS NOT NULL AND role = 'tool';
+    WHERE turn_id IS NOT NULL AND tool_call_id IS NOT NULL;
 
 -- Chat turns started with an Idempotency-Key, and what a retry gets back.
 CREATE TABLE idempotency_keys (

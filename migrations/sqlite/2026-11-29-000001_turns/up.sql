@@ -3,7 +3,7 @@
 ALTER TABLE messages ADD COLUMN turn_id INTEGER;
 
 CREATE UNIQUE INDEX messages_turn_tool_call ON messages (turn_id, tool_call_id)
-    WHERE turn_id IS NOT NULL AND role = 'tool';
+    WHERE turn_id IS NOT NULL AND tool_call_id IS NOT NULL;
 
 CREATE TABLE idempotency_keys (
     id              INTEGER   PRIMARY KEY AUTOINCREMENT,

@@ -524,7 +524,6 @@ async fn run_calls(
     let recorded: Vec<(Option<String>, String)> = on_conn!(conn.reborrow(), c => {
         Ok::<_, Error>(messages::table
             .filter(messages::turn_id.eq(turn_id))
-            .filter(messages::role.eq(Role::Tool.as_str()))
             .filter(messages::tool_call_id.eq_any(&ids))
             .select((messages::tool_call_id, messages::content))
             .load(c)
