@@ -19,7 +19,7 @@ use super::conversations::within_page_bytes;
 use super::models::{InsertKey, InsertMessage, KeyRow, MessageRow};
 use super::schema::{conversations, idempotency_keys, messages};
 use super::tasks::now;
-use super::{Conn, Message, Store, on_conn, with_write_connection};
+use super::{Conn, Message, Pool, Store, on_conn, with_write_connection};
 use crate::domain::{NewMessage, Role, ToolCall, UserId};
 use crate::error::{Error, ValidationError};
 
@@ -112,6 +112,23 @@ fn lost_race(error: &Error) -> bool {
 impl Store {
     /// Opens a turn in one transaction (see [`TurnStart`]).
     pub async fn begin_turn(&self, user: &UserId, start: &TurnStart) -> Result<BeginTurn, Error> {
+        // The usual turn (a conversation that goes on, no key) is a single
+        // statement on PostgreSQL: one round trip instead of four.
+        if let (Pool::Postgres(_), Some(conversation_id), None) =
+            (self.pool(), start.conversation_id, &start.key)
+        {
+            let opened = with_write_connection!(self, conn => {
+                match Conn::from(conn) {
+                    Conn::Postgres(pg) => {
+                        open_in_one_statement(pg, user, conversation_id, start).await.map(Some)
+                    }
+                    Conn::Sqlite(_) => Ok(None),
+                }
+            })?;
+            if let Some(opened) = opened {
+                return Ok(BeginTurn::Opened(opened));
+            }
+        }
         // A first request racing ours with the same key rolls ours back;
         // the second attempt finds its key.
         let mut attempt = 0;
@@ -504,27 +521,15 @@ async fn run_calls(
     reply: &NewMessage,
     runner: &dyn ToolRunner,
 ) -> Result<Vec<ToolResult>, Error> {
-    // The turn must be a user message of the caller's conversation.
-    let found = on_conn!(conn.reborrow(), c => {
-        Ok::<_, Error>(messages::table
-            .inner_join(conversations::table)
-            .filter(messages::id.eq(turn_id))
-            .filter(messages::conversation_id.eq(conversation_id))
-            .filter(messages::role.eq(Role::User.as_str()))
-            .filter(conversations::user_id.eq(user.as_str()))
-            .select(messages::id)
-            .first::<i64>(c)
-            .await
-            .optional()?)
-    })?;
-    if found.is_none() {
-        return Err(Error::ConversationNotFound);
-    }
+    // Results this turn already recorded, among the caller's own messages.
     let ids: Vec<&str> = reply.tool_calls.iter().map(|c| c.id.as_str()).collect();
     let recorded: Vec<(Option<String>, String)> = on_conn!(conn.reborrow(), c => {
         Ok::<_, Error>(messages::table
+            .inner_join(conversations::table)
             .filter(messages::turn_id.eq(turn_id))
             .filter(messages::tool_call_id.eq_any(&ids))
+            .filter(messages::conversation_id.eq(conversation_id))
+            .filter(conversations::user_id.eq(user.as_str()))
             .select((messages::tool_call_id, messages::content))
             .load(c)
             .await?)
@@ -548,7 +553,42 @@ async fn run_calls(
             })
             .collect());
     }
-    insert_message(conn.reborrow(), conversation_id, Some(turn_id), reply).await?;
+    // The reply goes in only if the turn is a user message of the caller's
+    // conversation: the one check of ownership this transaction needs.
+    let calls = tool_calls_json(reply);
+    let now = now();
+    let stored = on_conn!(conn.reborrow(), c => {
+        Ok::<_, Error>(diesel::insert_into(messages::table)
+            .values(
+                messages::table
+                    .inner_join(conversations::table)
+                    .filter(messages::id.eq(turn_id))
+                    .filter(messages::conversation_id.eq(conversation_id))
+                    .filter(messages::role.eq(Role::User.as_str()))
+                    .filter(conversations::user_id.eq(user.as_str()))
+                    .select((
+                        messages::conversation_id,
+                        Role::Assistant.as_str().into_sql::<Text>(),
+                        reply.content.as_str().into_sql::<Text>(),
+                        calls.as_deref().into_sql::<Nullable<Text>>(),
+                        now.into_sql::<Timestamp>(),
+                        messages::id.nullable(),
+                    )),
+            )
+            .into_columns((
+                messages::conversation_id,
+                messages::role,
+                messages::content,
+                messages::tool_calls,
+                messages::created_at,
+                messages::turn_id,
+            ))
+            .execute(c)
+            .await?)
+    })?;
+    if stored == 0 {
+        return Err(Error::ConversationNotFound);
+    }
     let mut results = Vec::with_capacity(reply.tool_calls.len());
     for call in &reply.tool_calls {
         let started = Instant::now();
@@ -569,4 +609,123 @@ async fn run_calls(
         });
     }
     Ok(results)
+}
+
+/// [`begin`] for a conversation that goes on, without a key, on PostgreSQL:
+/// the user's message goes in (if the conversation is the caller's) and the
+/// history before it comes back, in one statement.
+async fn open_in_one_statement(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: &UserId,
+    conversation_id: i64,
+    start: &TurnStart,
+) -> Result<OpenedTurn, Error> {
+    let query = OpenTurn {
+        conversation_id,
+        user: user.as_str(),
+        content: &start.message.content,
+        created_at: now(),
+        limit: i64::try_from(start.history_size).unwrap_or(i64::MAX),
+    };
+    let rows: Vec<OpenTurnRow> = query.load(conn).await?;
+    let turn_id = rows
+        .as_slice()
+        .first()
+        .ok_or(Error::ConversationNotFound)?
+        .0;
+    let newest_first = rows
+        .into_iter()
+        .filter_map(
+            |(_, id, role, content, tool_calls, tool_call_id, created_at)| {
+                Some(MessageRow {
+                    id: id?,
+                    conversation_id,
+                    role: role?,
+                    content: content?,
+                    tool_calls,
+                    tool_call_id,
+                    created_at: created_at?,
+                })
+            },
+        )
+        .collect();
+    let (mut history, _) = within_page_bytes(newest_first)?;
+    history.reverse();
+    Ok(OpenedTurn {
+        conversation_id,
+        turn_id,
+        history,
+        recorded: Vec::new(),
+    })
+}
+
+/// The turn's id, then one history message per row (all `None` without history).
+type OpenTurnRow = (
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDateTime>,
+);
+
+/// `INSERT` of the user's message and `SELECT` of the history before it, as
+/// one PostgreSQL statement. Written by hand because diesel has no
+/// data-modifying CTE; its SQL never changes, so it stays in the prepared
+/// statement cache like the DSL's queries.
+struct OpenTurn<'a> {
+    conversation_id: i64,
+    user: &'a str,
+    content: &'a str,
+    created_at: NaiveDateTime,
+    limit: i64,
+}
+
+impl diesel::query_builder::QueryId for OpenTurn<'_> {
+    type QueryId = OpenTurn<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for OpenTurn<'_> {
+    type SqlType = (
+        BigInt,
+        Nullable<BigInt>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Timestamp>,
+    );
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for OpenTurn<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(
+            "WITH turn AS (INSERT INTO messages (conversation_id, role, content, created_at) \
+             SELECT c.id, 'user', ",
+        );
+        out.push_bind_param::<Text, _>(&self.content)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.created_at)?;
+        out.push_sql(" FROM conversations c WHERE c.id = ");
+        out.push_bind_param::<BigInt, _>(&self.conversation_id)?;
+        out.push_sql(" AND c.user_id = ");
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql(
+            " RETURNING id) \
+             SELECT turn.id, h.id, h.role, h.content, h.tool_calls, h.tool_call_id, h.created_at \
+             FROM turn LEFT JOIN LATERAL (\
+               SELECT m.id, m.role, m.content, m.tool_calls, m.tool_call_id, m.created_at \
+               FROM messages m WHERE m.conversation_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.conversation_id)?;
+        out.push_sql(" AND m.id < turn.id ORDER BY m.id DESC LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(") h ON true ORDER BY h.id DESC");
+        Ok(())
+    }
 }

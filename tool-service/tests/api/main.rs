@@ -9,3 +9,4 @@ mod helpers;
 mod shutdown;
 mod tasks;
 mod tls;
+mod turns;

@@ -1,0 +1,360 @@
+//! The three steps of a turn (BeginTurn, RunToolCalls, FinishTurn), the same
+//! on SQLite and PostgreSQL: ownership, exactly-once tool effects, history,
+//! and idempotency keys.
+
+use taskagent_proto::{
+    BeginTurnRequest, BeginTurnResponse, ChatResponse, FinishTurnRequest, ListTasksRequest,
+    Message, Role, RunToolCallsRequest, ToolCall, ToolResult,
+};
+use tonic::{Code, Status};
+
+use crate::helpers::{TestApp, as_user, assert_error};
+
+taskagent_testkit::on_both_backends!(
+    runner = crate::helpers::run;
+    a_turn_records_its_messages_and_history_comes_back_in_order,
+    running_the_same_calls_again_changes_nothing,
+    another_users_turn_cannot_be_run_or_finished,
+    a_keyed_turn_is_in_progress_then_completed_or_resumed,
+);
+
+async fn begin(
+    app: &TestApp,
+    user: &str,
+    request: BeginTurnRequest,
+) -> Result<BeginTurnResponse, Status> {
+    app.conversations()
+        .begin_turn(as_user(user, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn say(message: &str, conversation_id: Option<i64>, key: &str) -> BeginTurnRequest {
+    BeginTurnRequest {
+        conversation_id,
+        message: message.into(),
+        history_size: 20,
+        request_id: key.into(),
+        lease: None,
+    }
+}
+
+fn reply(calls: &[(&str, &str, &str)]) -> Message {
+    Message {
+        role: Role::Assistant.into(),
+        tool_calls: calls
+            .iter()
+            .map(|(id, name, arguments)| ToolCall {
+                id: (*id).into(),
+                name: (*name).into(),
+                arguments: (*arguments).into(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+async fn run(
+    app: &TestApp,
+    user: &str,
+    turn: &BeginTurnResponse,
+    calls: &[(&str, &str, &str)],
+) -> Result<Vec<ToolResult>, Status> {
+    app.conversations()
+        .run_tool_calls(as_user(
+            user,
+            RunToolCallsRequest {
+                conversation_id: turn.conversation_id,
+                turn_id: turn.turn_id,
+                reply: Some(reply(calls)),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().results)
+}
+
+async fn finish(
+    app: &TestApp,
+    user: &str,
+    turn: &BeginTurnResponse,
+    answer: &str,
+    key: &str,
+    outcome: Option<ChatResponse>,
+) -> Result<(), Status> {
+    let message = Message {
+        role: Role::Assistant.into(),
+        content: answer.into(),
+        ..Default::default()
+    };
+    app.conversations()
+        .finish_turn(as_user(
+            user,
+            FinishTurnRequest {
+                conversation_id: turn.conversation_id,
+                turn_id: turn.turn_id,
+                message: Some(message),
+                request_id: key.into(),
+                outcome,
+            },
+        ))
+        .await
+        .map(drop)
+}
+
+async fn task_titles(app: &TestApp, user: &str) -> Vec<String> {
+    app.tasks()
+        .list_tasks(as_user(user, ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .into_iter()
+        .map(|t| t.title)
+        .collect()
+}
+
+async fn a_turn_records_its_messages_and_history_comes_back_in_order(app: &TestApp) {
+    let first = begin(app, "alice", say("add milk", None, ""))
+        .await
+        .unwrap();
+    assert!(first.history.is_empty() && first.recorded.is_empty());
+    let results = run(
+        app,
+        "alice",
+        &first,
+        &[("c1", "add_task", r#"{"title": "Milk"}"#)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(results[0].tool_call_id, "c1");
+    assert_eq!(results[0].name, "add_task");
+    assert!(results[0].result_json.contains(r#""status":"created""#));
+    finish(app, "alice", &first, "Added milk.", "", None)
+        .await
+        .unwrap();
+
+    let second = begin(app, "alice", say("thanks", Some(first.conversation_id), ""))
+        .await
+        .unwrap();
+    assert_eq!(second.conversation_id, first.conversation_id);
+    let roles: Vec<Role> = second.history.iter().map(Message::role).collect();
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
+    assert_eq!(second.history[2].tool_call_id, "c1");
+    assert_eq!(task_titles(app, "alice").await, ["Milk"]);
+
+    let short = begin(
+        app,
+        "alice",
+        BeginTurnRequest {
+            history_size: 2,
+            ..say("again", Some(first.conversation_id), "")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(short.history.len(), 2, "the newest two, oldest first");
+    assert_eq!(short.history[1].content, "thanks");
+}
+
+async fn running_the_same_calls_again_changes_nothing(app: &TestApp) {
+    let turn = begin(app, "alice", say("add and finish", None, ""))
+        .await
+        .unwrap();
+    let created = run(
+        app,
+        "alice",
+        &turn,
+        &[("c1", "add_task", r#"{"title": "Once"}"#)],
+    )
+    .await
+    .unwrap();
+    let task_id =
+        serde_json::from_str::<serde_json::Value>(&created[0].result_json).unwrap()["task_id"]
+            .as_i64()
+            .unwrap();
+    let complete = format!(r#"{{"task_id": {task_id}}}"#);
+    let calls = [
+        ("c2", "complete_task", complete.as_str()),
+        (
+            "c3",
+            "update_task",
+            r#"{"task_id": 999999, "title": "nope"}"#,
+        ),
+    ];
+    let first = run(app, "alice", &turn, &calls).await.unwrap();
+    let again = run(app, "alice", &turn, &calls).await.unwrap();
+    let outcome = |results: &[ToolResult]| -> Vec<(String, String, String)> {
+        results
+            .iter()
+            .map(|r| {
+                (
+                    r.tool_call_id.clone(),
+                    r.name.clone(),
+                    r.result_json.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(outcome(&first), outcome(&again));
+    assert!(
+        again.iter().all(|r| r.duration_ms == 0),
+        "replayed, not run"
+    );
+    assert!(first[1].result_json.contains("Task not found"));
+    let again_create = run(
+        app,
+        "alice",
+        &turn,
+        &[("c1", "add_task", r#"{"title": "Once"}"#)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(again_create[0].result_json, created[0].result_json);
+    assert_eq!(task_titles(app, "alice").await, ["Once"], "created once");
+    assert_error(
+        run(
+            app,
+            "alice",
+            &turn,
+            &[("c1", "add_task", "{}"), ("c9", "list_tasks", "{}")],
+        )
+        .await,
+        Code::InvalidArgument,
+        "Tool call ids must be unique within a turn",
+        "TOOL_CALL_ID_REUSED",
+    );
+}
+
+async fn another_users_turn_cannot_be_run_or_finished(app: &TestApp) {
+    let turn = begin(app, "alice", say("add milk", None, ""))
+        .await
+        .unwrap();
+    assert_error(
+        run(
+            app,
+            "mallory",
+            &turn,
+            &[("c1", "add_task", r#"{"title": "Evil"}"#)],
+        )
+        .await,
+        Code::NotFound,
+        "Conversation not found",
+        "CONVERSATION_NOT_FOUND",
+    );
+    assert!(task_titles(app, "mallory").await.is_empty(), "no effect");
+    assert!(task_titles(app, "alice").await.is_empty(), "no effect");
+    assert_error(
+        finish(app, "mallory", &turn, "hijacked", "", None).await,
+        Code::NotFound,
+        "Conversation not found",
+        "CONVERSATION_NOT_FOUND",
+    );
+    assert_error(
+        begin(app, "mallory", say("hi", Some(turn.conversation_id), "")).await,
+        Code::NotFound,
+        "Conversation not found",
+        "CONVERSATION_NOT_FOUND",
+    );
+    // alice's results cannot be read by replaying her call ids either.
+    run(app, "alice", &turn, &[("c1", "list_tasks", "{}")])
+        .await
+        .unwrap();
+    assert_error(
+        run(app, "mallory", &turn, &[("c1", "list_tasks", "{}")]).await,
+        Code::NotFound,
+        "Conversation not found",
+        "CONVERSATION_NOT_FOUND",
+    );
+}
+
+async fn a_keyed_turn_is_in_progress_then_completed_or_resumed(app: &TestApp) {
+    let turn = begin(app, "alice", say("add milk", None, "key-1"))
+        .await
+        .unwrap();
+    assert_error(
+        begin(app, "alice", say("add milk", None, "key-1")).await,
+        Code::Aborted,
+        "A request with this Idempotency-Key is in progress",
+        "TURN_IN_PROGRESS",
+    );
+    assert_error(
+        begin(app, "alice", say("add eggs", None, "key-1")).await,
+        Code::InvalidArgument,
+        "Idempotency-Key reused with a different request",
+        "IDEMPOTENCY_KEY_REUSED",
+    );
+    // Another user's key of the same name is another key.
+    begin(app, "bob", say("add milk", None, "key-1"))
+        .await
+        .unwrap();
+
+    run(
+        app,
+        "alice",
+        &turn,
+        &[("c1", "add_task", r#"{"title": "Milk"}"#)],
+    )
+    .await
+    .unwrap();
+    let outcome = ChatResponse {
+        conversation_id: turn.conversation_id,
+        response: "Added milk.".into(),
+        ..Default::default()
+    };
+    finish(
+        app,
+        "alice",
+        &turn,
+        "Added milk.",
+        "key-1",
+        Some(outcome.clone()),
+    )
+    .await
+    .unwrap();
+    let repeated = begin(app, "alice", say("add milk", None, "key-1"))
+        .await
+        .unwrap();
+    assert_eq!(repeated.outcome, Some(outcome));
+    assert_eq!(repeated.conversation_id, turn.conversation_id);
+
+    // A turn that failed part-way is resumed with what it recorded.
+    let failing = begin(app, "alice", say("add eggs", None, "key-2"))
+        .await
+        .unwrap();
+    run(
+        app,
+        "alice",
+        &failing,
+        &[("e1", "add_task", r#"{"title": "Eggs"}"#)],
+    )
+    .await
+    .unwrap();
+    let error = Message {
+        role: Role::Error.into(),
+        content: "model unavailable".into(),
+        ..Default::default()
+    };
+    app.conversations()
+        .finish_turn(as_user(
+            "alice",
+            FinishTurnRequest {
+                conversation_id: failing.conversation_id,
+                turn_id: failing.turn_id,
+                message: Some(error),
+                request_id: "key-2".into(),
+                outcome: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let resumed = begin(app, "alice", say("add eggs", None, "key-2"))
+        .await
+        .unwrap();
+    assert_eq!(resumed.turn_id, failing.turn_id);
+    let roles: Vec<Role> = resumed.recorded.iter().map(Message::role).collect();
+    assert_eq!(roles, [Role::Assistant, Role::Tool, Role::Error]);
+    assert_eq!(task_titles(app, "alice").await, ["Milk", "Eggs"]);
+}
