@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 cargo build --workspace --locked -q
-cargo test --locked -q --test faults -- --nocapture --test-threads=1 2>&1 \
-  | grep '^FAULT' | sed 's/^FAULT //; s/$/ |/'
+cargo test --locked --test faults -- --nocapture --test-threads=1 2>&1 \
+  | grep -o 'FAULT | .*' | sed 's/^FAULT //; s/$/ |/'

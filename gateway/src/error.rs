@@ -141,8 +141,9 @@ impl From<tonic::Status> for ApiError {
                 UNAVAILABLE_RETRY_AFTER_SECS,
                 message("Service unavailable"),
             ),
-            // A peer that died mid-call (reset, killed) or went away.
-            Code::Cancelled => Self::retry(
+            // A peer that died mid-call (reset, killed) or went away: its
+            // stream ends as CANCELLED or UNKNOWN with no word of ours.
+            Code::Cancelled | Code::Unknown if !ours => Self::retry(
                 StatusCode::SERVICE_UNAVAILABLE,
                 UNAVAILABLE_RETRY_AFTER_SECS,
                 "Service unavailable",
@@ -151,9 +152,11 @@ impl From<tonic::Status> for ApiError {
                 Self::Status(StatusCode::GATEWAY_TIMEOUT, message("Request timed out"))
             }
             Code::OutOfRange => bad_gateway("Upstream answer too large"),
-            Code::Unknown | Code::Internal | Code::DataLoss | Code::Unimplemented => {
-                bad_gateway("Bad gateway")
-            }
+            Code::Cancelled
+            | Code::Unknown
+            | Code::Internal
+            | Code::DataLoss
+            | Code::Unimplemented => bad_gateway("Bad gateway"),
             Code::Ok => bad_gateway("Bad gateway"),
         }
     }

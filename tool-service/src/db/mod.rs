@@ -33,7 +33,7 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 pub use self::conversations::{Conversation, Message, MessagePage};
-use self::outage::Outage;
+use self::outage::{Outage, Waiter};
 pub use self::tasks::{Task, TaskPage};
 pub(crate) use self::tasks::{
     complete_task, create_task, delete_task, get_task, list_tasks, update_task,
@@ -117,11 +117,11 @@ pub enum SetupError {
 /// backend. The body is compiled once per backend.
 macro_rules! on_connection {
     ($store:expr, $conn:ident => $body:expr) => {
-        $crate::db::on_connection!($store, gated = true, $conn => $body)
+        $crate::db::on_connection!($store, waiter = $crate::db::Waiter::Call, $conn => $body)
     };
-    ($store:expr, gated = $gated:expr, $conn:ident => $body:expr) => {{
+    ($store:expr, waiter = $waiter:expr, $conn:ident => $body:expr) => {{
         let store: &$crate::db::Store = $store;
-        let gate = $gated.then_some(&store.outage);
+        let gate = (&store.outage, $waiter);
         let result: ::std::result::Result<_, $crate::error::Error> = match store.pool() {
             $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool, gate).await {
                 Ok(mut connection) => {
@@ -314,7 +314,7 @@ impl Store {
     /// One round trip to the database, even during an outage. Not observed:
     /// the health watcher itself calls this.
     pub async fn ping(&self) -> Result<(), Error> {
-        on_connection!(self, gated = false, conn => {
+        on_connection!(self, waiter = Waiter::Ping, conn => {
             diesel::sql_query("SELECT 1").execute(conn).await?;
             Ok(())
         })
@@ -358,27 +358,25 @@ fn pool_builder<M: bb8::ManageConnection<Error = PoolError>>(
 }
 
 /// Takes a connection from `pool`, mapping every failure to
-/// [`Error::DatabaseUnavailable`]. With a `gate`, a known outage fails the
-/// call at once, and one that begins while it waits ends the wait.
+/// [`Error::DatabaseUnavailable`]. A call fails at once during a known
+/// outage and stops waiting when one begins; a ping stops waiting at the
+/// next failed connection attempt.
 pub(crate) async fn checkout<'p, M>(
     pool: &'p bb8::Pool<M>,
-    gate: Option<&Outage>,
+    (outage, waiter): (&Outage, Waiter),
 ) -> Result<bb8::PooledConnection<'p, M>, Error>
 where
     M: bb8::ManageConnection<Error = PoolError>,
 {
     let unreachable = |reason: &str| Error::DatabaseUnavailable(reason.to_owned().into());
-    let waited = match gate {
-        None => pool.get().await,
-        Some(outage) => {
-            if let Some(reason) = outage.reason() {
-                return Err(unreachable(&reason));
-            }
-            tokio::select! {
-                got = pool.get() => got,
-                reason = outage.begun() => return Err(unreachable(&reason)),
-            }
-        }
+    if waiter == Waiter::Call
+        && let Some(reason) = outage.reason()
+    {
+        return Err(unreachable(&reason));
+    }
+    let waited = tokio::select! {
+        got = pool.get() => got,
+        reason = outage.give_up(waiter) => return Err(unreachable(&reason)),
     };
     waited.map_err(|error| match error {
         bb8::RunError::User(e) => Error::DatabaseUnavailable(Box::new(e)),

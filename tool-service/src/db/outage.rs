@@ -12,26 +12,44 @@ use std::sync::Arc;
 use diesel_async::pooled_connection::PoolError;
 use tokio::sync::watch;
 
-/// The database's reachability as the pool has seen it: `Some(reason)` while
-/// it is known to be unreachable. Cheap to clone.
+/// What the pool has seen of the database.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// `Some(why)` while the database is known to be unreachable.
+    outage: Option<Arc<str>>,
+    /// Connection attempts that failed so far.
+    failures: u64,
+}
+
+/// The database's reachability as the pool has seen it. Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct Outage(Arc<watch::Sender<Option<Arc<str>>>>);
+pub(crate) struct Outage(Arc<watch::Sender<Seen>>);
 
 impl Default for Outage {
     fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(None)))
+        Self(Arc::new(watch::Sender::new(Seen::default())))
     }
+}
+
+/// Who waits for a connection: a call gives up at once during an outage; the
+/// health watcher's ping (which must find the end of one) gives up at the
+/// next failed connection attempt instead of waiting out its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiter {
+    Call,
+    Ping,
 }
 
 impl Outage {
     /// Marks the database unreachable for `reason`.
     pub(crate) fn begin(&self, reason: &str) {
-        let begun = self.0.send_if_modified(|state| {
-            let begins = state.is_none();
-            if begins {
-                *state = Some(reason.into());
+        let mut begun = false;
+        self.0.send_modify(|seen| {
+            seen.failures += 1;
+            if seen.outage.is_none() {
+                seen.outage = Some(reason.into());
+                begun = true;
             }
-            begins
         });
         if begun {
             tracing::warn!(
@@ -43,26 +61,37 @@ impl Outage {
 
     /// Marks the database reachable again.
     pub(crate) fn end(&self) {
-        if self.0.send_if_modified(|state| state.take().is_some()) {
+        if self.0.send_if_modified(|seen| seen.outage.take().is_some()) {
             tracing::info!("database reachable again: calls go through");
         }
     }
 
     /// Why the database is unreachable, if it is known to be.
     pub(crate) fn reason(&self) -> Option<Arc<str>> {
-        self.0.borrow().clone()
+        self.0.borrow().outage.clone()
     }
 
-    /// Resolves with the reason when an outage begins (at once during one).
-    pub(crate) async fn begun(&self) -> Arc<str> {
-        let mut state = self.0.subscribe();
-        // The sender lives in `self`, so waiting cannot fail.
-        let reason = state
-            .wait_for(Option::is_some)
-            .await
-            .ok()
-            .and_then(|r| r.clone());
-        reason.unwrap_or_else(|| "database unreachable".into())
+    /// The reason `waiter` should stop waiting for a connection, as soon as
+    /// there is one.
+    pub(crate) fn give_up(&self, waiter: Waiter) -> impl Future<Output = Arc<str>> + use<> {
+        let mut seen = self.0.subscribe();
+        let failures = seen.borrow().failures;
+        async move {
+            // The sender lives as long as the pool, so waiting cannot fail.
+            let reason = match waiter {
+                Waiter::Call => seen
+                    .wait_for(|s| s.outage.is_some())
+                    .await
+                    .ok()
+                    .and_then(|s| s.outage.clone()),
+                Waiter::Ping => seen
+                    .wait_for(|s| s.failures > failures)
+                    .await
+                    .ok()
+                    .and_then(|s| s.outage.clone()),
+            };
+            reason.unwrap_or_else(|| "database unreachable".into())
+        }
     }
 }
 
