@@ -19,7 +19,7 @@ use super::conversations::within_page_bytes;
 use super::models::{InsertKey, InsertMessage, KeyRow, MessageRow};
 use super::schema::{conversations, idempotency_keys, messages};
 use super::tasks::now;
-use super::{Conn, Message, Pool, Store, on_conn, with_write_connection};
+use super::{Conn, Message, Pool, Store, on_conn, with_connection, with_write_connection};
 use crate::domain::{NewMessage, Role, ToolCall, UserId};
 use crate::error::{Error, ValidationError};
 
@@ -146,7 +146,10 @@ impl Store {
     /// Records `reply` (an assistant message with tool calls), runs each call
     /// through `runner` and records its result, in one transaction. Calls
     /// whose results the turn already recorded are not run again: their
-    /// stored results come back.
+    /// stored results come back. The first attempt does not look for them:
+    /// a recorded result makes its insert fail on the unique
+    /// `(turn_id, tool_call_id)`, which rolls back the effects, and only then
+    /// are the stored results read.
     pub(crate) async fn run_tool_calls(
         &self,
         user: &UserId,
@@ -155,19 +158,25 @@ impl Store {
         reply: &NewMessage,
         runner: &dyn ToolRunner,
     ) -> Result<Vec<ToolResult>, Error> {
-        let mut attempt = 0;
-        loop {
-            let result = with_write_connection!(self, conn => {
+        let run = async || {
+            with_write_connection!(self, conn => {
                 conn.transaction(async |conn| {
                     run_calls(Conn::from(conn), user, conversation_id, turn_id, reply, runner).await
                 })
                 .await
-            });
-            match result {
-                // The same calls committed meanwhile: read their results.
-                Err(error) if attempt == 0 && lost_race(&error) => attempt += 1,
-                other => return other,
-            }
+            })
+        };
+        match run().await {
+            Err(error) if lost_race(&error) => {}
+            other => return other,
+        }
+        let recorded = with_connection!(self, conn => {
+            recorded_results(Conn::from(conn), user, conversation_id, turn_id, reply).await
+        })?;
+        match recorded {
+            Some(results) => Ok(results),
+            // What collided was rolled back meanwhile: run them after all.
+            None => run().await,
         }
     }
 
@@ -513,17 +522,17 @@ async fn turn_messages(
     rows.into_iter().map(Message::try_from).collect()
 }
 
-async fn run_calls(
-    mut conn: Conn<'_>,
+/// The results the turn already recorded for the calls of `reply`, among
+/// the caller's own messages: all of them, or `None` when there are none.
+async fn recorded_results(
+    conn: Conn<'_>,
     user: &UserId,
     conversation_id: i64,
     turn_id: i64,
     reply: &NewMessage,
-    runner: &dyn ToolRunner,
-) -> Result<Vec<ToolResult>, Error> {
-    // Results this turn already recorded, among the caller's own messages.
+) -> Result<Option<Vec<ToolResult>>, Error> {
     let ids: Vec<&str> = reply.tool_calls.iter().map(|c| c.id.as_str()).collect();
-    let recorded: Vec<(Option<String>, String)> = on_conn!(conn.reborrow(), c => {
+    let recorded: Vec<(Option<String>, String)> = on_conn!(conn, c => {
         Ok::<_, Error>(messages::table
             .inner_join(conversations::table)
             .filter(messages::turn_id.eq(turn_id))
@@ -534,25 +543,42 @@ async fn run_calls(
             .load(c)
             .await?)
     })?;
-    if !recorded.is_empty() {
-        if recorded.len() != ids.len() {
-            return Err(ValidationError::ToolCallIdReused.into());
-        }
-        return Ok(reply
+    if recorded.is_empty() {
+        return Ok(None);
+    }
+    // Some but not all: the reply reuses ids of an earlier reply of the turn.
+    if recorded.len() != ids.len() {
+        return Err(ValidationError::ToolCallIdReused.into());
+    }
+    let result_of = |call: &ToolCall| {
+        recorded
+            .iter()
+            .find(|(id, _)| id.as_deref() == Some(call.id.as_str()))
+            .map(|(_, content)| content.clone())
+            .unwrap_or_default()
+    };
+    Ok(Some(
+        reply
             .tool_calls
             .iter()
             .map(|call| ToolResult {
                 tool_call_id: call.id.clone(),
                 name: call.name.clone(),
-                result_json: recorded
-                    .iter()
-                    .find(|(id, _)| id.as_deref() == Some(call.id.as_str()))
-                    .map(|(_, content)| content.clone())
-                    .unwrap_or_default(),
+                result_json: result_of(call),
                 duration: Duration::ZERO,
             })
-            .collect());
-    }
+            .collect(),
+    ))
+}
+
+async fn run_calls(
+    mut conn: Conn<'_>,
+    user: &UserId,
+    conversation_id: i64,
+    turn_id: i64,
+    reply: &NewMessage,
+    runner: &dyn ToolRunner,
+) -> Result<Vec<ToolResult>, Error> {
     // The reply goes in only if the turn is a user message of the caller's
     // conversation: the one check of ownership this transaction needs.
     let calls = tool_calls_json(reply);
