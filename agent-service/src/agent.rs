@@ -157,7 +157,8 @@ impl Agent {
         // Leave the caller time to hear of a failure after it is recorded.
         let budget = match request.caller_budget {
             Some(caller) => {
-                timeout.min(caller.saturating_sub(FAILURE_RECORD_TIME + Duration::from_millis(500)))
+                let answer_time = FAILURE_RECORD_TIME + Duration::from_millis(500);
+                timeout.min(caller.saturating_sub(answer_time))
             }
             None => timeout,
         };
@@ -171,7 +172,7 @@ impl Agent {
             message: request.message.clone(),
             history_size: i32::try_from(self.settings.history).unwrap_or(i32::MAX),
             request_id: request.request_id.clone().unwrap_or_default(),
-            lease: prost_types::Duration::try_from(budget + FAILURE_RECORD_TIME).ok(),
+            lease: prost_types::Duration::try_from(budget.saturating_add(FAILURE_RECORD_TIME)).ok(),
         };
         let opened =
             tokio::time::timeout_at(deadline.into(), self.history.begin(user, begin, deadline))

@@ -75,7 +75,7 @@ impl Application {
             addr,
             tool_service,
             agent: Arc::new(agent),
-            request_timeout: config.agent.timeout + RESPONSE_MARGIN,
+            request_timeout: config.agent.timeout.saturating_add(RESPONSE_MARGIN),
         })
     }
 

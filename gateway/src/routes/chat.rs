@@ -88,7 +88,7 @@ fn chat_request(
             request_id: idempotency_key(headers)?,
         },
     )?;
-    request.set_timeout(state.agent_timeout + AGENT_DEADLINE_MARGIN);
+    request.set_timeout(state.agent_timeout.saturating_add(AGENT_DEADLINE_MARGIN));
     Ok(request)
 }
 
@@ -159,7 +159,9 @@ async fn run_chat(
     body: ChatBody,
 ) -> Result<Json<Value>, ApiError> {
     let request = chat_request(state, headers, user, body)?;
-    let wait = state.agent_timeout + AGENT_DEADLINE_MARGIN + GATEWAY_WAIT_MARGIN;
+    let wait = state
+        .agent_timeout
+        .saturating_add(AGENT_DEADLINE_MARGIN + GATEWAY_WAIT_MARGIN);
     let mut agent = state.agent.clone();
     let call = agent.chat(request);
     let response = tokio::time::timeout(wait, call)

@@ -9,7 +9,7 @@ use super::models::{ConversationRow, InsertConversation, MessageRow};
 use super::row::RowLt;
 use super::schema::{conversations, messages};
 use super::tasks::now;
-use super::{Store, with_connection, with_write_connection};
+use super::{Conn, Store, on_conn, with_connection, with_write_connection};
 use crate::domain::{NewMessage, Role, ToolCall, UserId};
 use crate::error::Error;
 
@@ -101,26 +101,35 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
+/// Starts a conversation of `user`'s.
+pub(super) async fn create_conversation(
+    conn: Conn<'_>,
+    user: &UserId,
+    title: &str,
+) -> Result<Conversation, Error> {
+    let now = now();
+    let row = InsertConversation {
+        user_id: user.as_str(),
+        title,
+        created_at: now,
+        updated_at: now,
+    };
+    on_conn!(conn, c => {
+        Ok(diesel::insert_into(conversations::table)
+            .values(&row)
+            .returning(ConversationRow::as_returning())
+            .get_result(c)
+            .await?)
+    })
+}
+
 impl Store {
     pub async fn create_conversation(
         &self,
         user: &UserId,
         title: &str,
     ) -> Result<Conversation, Error> {
-        let now = now();
-        let row = InsertConversation {
-            user_id: user.as_str(),
-            title,
-            created_at: now,
-            updated_at: now,
-        };
-        with_write_connection!(self, conn => {
-            Ok(diesel::insert_into(conversations::table)
-                .values(&row)
-                .returning(ConversationRow::as_returning())
-                .get_result(conn)
-                .await?)
-        })
+        with_write_connection!(self, conn => create_conversation(conn.into(), user, title).await)
     }
 
     pub async fn get_conversation(&self, user: &UserId, id: i64) -> Result<Conversation, Error> {

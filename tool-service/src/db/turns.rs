@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::conversations::within_page_bytes;
+use super::conversations::{create_conversation, within_page_bytes};
 use super::models::{InsertKey, InsertMessage, KeyRow, MessageRow};
 use super::schema::{conversations, idempotency_keys, messages};
 use super::tasks::now;
@@ -223,7 +223,9 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
             insert_owned(conn.reborrow(), user, id, None, &start.message).await?,
         ),
         None => {
-            let id = create_conversation(conn.reborrow(), user, &start.title).await?;
+            let id = create_conversation(conn.reborrow(), user, &start.title)
+                .await?
+                .id;
             (
                 id,
                 insert_message(conn.reborrow(), id, None, &start.message).await?,
@@ -383,23 +385,6 @@ async fn settle_key(
             .execute(c)
             .await?;
         Ok(())
-    })
-}
-
-async fn create_conversation(conn: Conn<'_>, user: &UserId, title: &str) -> Result<i64, Error> {
-    let now = now();
-    let row = super::models::InsertConversation {
-        user_id: user.as_str(),
-        title,
-        created_at: now,
-        updated_at: now,
-    };
-    on_conn!(conn, c => {
-        Ok(diesel::insert_into(conversations::table)
-            .values(&row)
-            .returning(conversations::id)
-            .get_result(c)
-            .await?)
     })
 }
 
