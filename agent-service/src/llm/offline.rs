@@ -22,7 +22,7 @@ pub const HELP: &str = "I can manage your tasks with simple commands:\n\
 
 /// The offline command parser as a model.
 pub struct OfflineModel {
-    /// Tool call ids must be unique: the agent derives idempotency keys from them.
+    /// Tool call ids are unique per process run, as real models make them.
     next_call: AtomicU64,
     run: u64,
 }

@@ -52,6 +52,24 @@ async fn oversize_and_invalid_bodies_are_refused_before_the_agent() {
         (status, body),
         (422, json!({"detail": "user_id is required"}))
     );
+    for key in ["".as_bytes(), "ключ".as_bytes(), "k".repeat(256).as_bytes()] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/alice/chat", edge.url))
+            .bearer_auth(&alice)
+            .header(
+                "idempotency-key",
+                reqwest::header::HeaderValue::from_bytes(key).unwrap(),
+            )
+            .json(&json!({"message": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 422);
+        assert_eq!(
+            response.json::<serde_json::Value>().await.unwrap(),
+            json!({"detail": "Idempotency-Key must be 1 to 255 printable ASCII characters"})
+        );
+    }
     assert!(model.requests().is_empty());
     edge.stop().await;
 }
@@ -123,7 +141,7 @@ async fn tool_service_down_is_503_and_unhealthy() {
     );
 
     edge.stop_tool_service().await;
-    let (status, _, body) = edge
+    let (status, headers, body) = edge
         .post(
             "/api/alice/chat",
             Some(&token("alice")),
@@ -134,6 +152,7 @@ async fn tool_service_down_is_503_and_unhealthy() {
         (status, body),
         (503, json!({"detail": "tool service unavailable"}))
     );
+    assert_eq!(headers["retry-after"], "2", "503 says when to come back");
     let (status, _, health) = edge.get("/health", None).await;
     assert_eq!(status, 503);
     assert_eq!(health["status"], "unhealthy");
@@ -141,9 +160,10 @@ async fn tool_service_down_is_503_and_unhealthy() {
         health["database"].as_str().unwrap().starts_with("error: "),
         "{health}"
     );
-    let (status, _, _) = edge
+    let (status, headers, _) = edge
         .get("/api/alice/conversations", Some(&token("alice")))
         .await;
     assert_eq!(status, 503);
+    assert!(headers.contains_key("retry-after"));
     edge.stop().await;
 }
