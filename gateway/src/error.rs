@@ -161,3 +161,31 @@ impl From<tonic::Status> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_upstream_code_is_a_500() {
+        for code in 1..=16 {
+            let code = Code::from_i32(code);
+            let plain = ApiError::from(tonic::Status::new(code, "transport words"));
+            assert_ne!(
+                plain.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{code:?}"
+            );
+            assert_ne!(plain.detail(), "transport words", "{code:?}: not shown");
+            let ours = ApiError::from(tonic::Status::with_error_details(
+                code,
+                "our words",
+                tonic_types::ErrorDetails::with_error_info("REASON", "taskagent.v1", []),
+            ));
+            assert_ne!(ours.status(), StatusCode::INTERNAL_SERVER_ERROR, "{code:?}");
+        }
+        let dead = ApiError::from(tonic::Status::unknown("connection reset"));
+        assert_eq!(dead.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(matches!(dead, ApiError::Retry { .. }), "with Retry-After");
+    }
+}

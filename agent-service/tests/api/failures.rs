@@ -22,6 +22,7 @@ taskagent_testkit::on_both_backends!(
     three_server_errors_end_in_a_clear_failure,
     a_model_that_never_answers_hits_the_deadline,
     refused_api_key_is_not_retried,
+    a_nearer_caller_deadline_is_kept_and_the_agent_answers_first,
     tool_service_going_down_fails_the_turn_and_health,
 );
 
@@ -125,6 +126,38 @@ async fn a_model_that_never_answers_hits_the_deadline(db: &TestDatabase) {
         roles,
         [Role::User, Role::Assistant, Role::Tool, Role::Error]
     );
+    stack.stop().await;
+}
+
+async fn a_nearer_caller_deadline_is_kept_and_the_agent_answers_first(db: &TestDatabase) {
+    let model = ScriptedModel::start(vec![Step::Hang]).await;
+    let stack = Stack::start(db, &model, &[("AGENT_TIMEOUT", "30")]).await;
+    let mut request = as_user(
+        "alice",
+        taskagent_proto::ChatRequest {
+            message: "hi".into(),
+            ..Default::default()
+        },
+    );
+    // The caller waits 4 s, far less than AGENT_TIMEOUT: the turn's budget
+    // shrinks to fit, so the answer is the agent's own, not the transport's.
+    request.set_timeout(Duration::from_secs(4));
+    let answer =
+        taskagent_proto::agent_service_client::AgentServiceClient::new(stack.agent.clone())
+            .chat(request)
+            .await;
+    assert_error(
+        answer,
+        Code::DeadlineExceeded,
+        "Agent execution exceeded 30 seconds",
+        "AGENT_TIMEOUT",
+    );
+    let roles: Vec<Role> = stored(&stack, "alice")
+        .await
+        .iter()
+        .map(|m| m.role())
+        .collect();
+    assert_eq!(roles, [Role::User, Role::Error], "the failure is on record");
     stack.stop().await;
 }
 

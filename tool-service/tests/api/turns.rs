@@ -175,14 +175,16 @@ async fn running_the_same_calls_again_changes_nothing(app: &TestApp) {
         serde_json::from_str::<serde_json::Value>(&created[0].result_json).unwrap()["task_id"]
             .as_i64()
             .unwrap();
+    let doomed = app.create_task("alice", "Doomed").await.id;
     let complete = format!(r#"{{"task_id": {task_id}}}"#);
+    let rename = format!(r#"{{"task_id": {task_id}, "title": "Once more"}}"#);
+    let delete = format!(r#"{{"task_id": {doomed}}}"#);
+    let missing = r#"{"task_id": 999999, "title": "nope"}"#;
     let calls = [
         ("c2", "complete_task", complete.as_str()),
-        (
-            "c3",
-            "update_task",
-            r#"{"task_id": 999999, "title": "nope"}"#,
-        ),
+        ("c3", "update_task", missing),
+        ("c4", "update_task", rename.as_str()),
+        ("c5", "delete_task", delete.as_str()),
     ];
     let first = run(app, "alice", &turn, &calls).await.unwrap();
     let again = run(app, "alice", &turn, &calls).await.unwrap();
@@ -204,6 +206,10 @@ async fn running_the_same_calls_again_changes_nothing(app: &TestApp) {
         "replayed, not run"
     );
     assert!(first[1].result_json.contains("Task not found"));
+    assert!(
+        first[3].result_json.contains(r#""status":"deleted""#),
+        "{first:?}"
+    );
     let again_create = run(
         app,
         "alice",
@@ -213,7 +219,11 @@ async fn running_the_same_calls_again_changes_nothing(app: &TestApp) {
     .await
     .unwrap();
     assert_eq!(again_create[0].result_json, created[0].result_json);
-    assert_eq!(task_titles(app, "alice").await, ["Once"], "created once");
+    assert_eq!(
+        task_titles(app, "alice").await,
+        ["Once more"],
+        "created once, renamed once, the other deleted once"
+    );
     assert_error(
         run(
             app,
