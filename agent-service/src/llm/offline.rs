@@ -319,10 +319,14 @@ fn tidy_title(title: &str) -> String {
         " to my todo list",
         " to my to-do list",
     ] {
-        if title.len() >= suffix.len()
-            && title[title.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        // Byte offsets from the end may fall inside a character ("crème
+        // brûlée"): `get` says so instead of panicking.
+        if let Some(start) = title.len().checked_sub(suffix.len())
+            && title
+                .get(start..)
+                .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
         {
-            title = &title[..title.len() - suffix.len()];
+            title = &title[..start];
         }
     }
     title
@@ -411,7 +415,41 @@ fn describe_list(call: Option<&ModelToolCall>, tasks: &[Value]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever a user types, the parser answers (no panic on any
+        /// Unicode), and a title it extracts is text the user wrote, cut
+        /// only between characters.
+        #[test]
+        fn any_text_is_understood_or_answered(text in any::<String>(), prefix in prop::sample::select(ADD_PREFIXES)) {
+            for message in [text.clone(), format!("rename 3 to {text}"), format!("{prefix}{text} to my list")] {
+                if let Command::Tool(_, args) = interpret(&message) {
+                    let title = args["title"].as_str().unwrap_or_default();
+                    prop_assert!(message.contains(title), "{title:?} from {message:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accented_and_wide_titles_are_kept_whole() {
+        for title in [
+            "crème brûlée",
+            "🥛 milk 🥛",
+            "買い物に行く",
+            "e\u{301}",
+            "ß",
+        ] {
+            assert_eq!(
+                interpret(&format!("add {title}")),
+                Command::Tool("add_task", json!({"title": title})),
+                "{title}"
+            );
+        }
+    }
 
     fn tool(name: &'static str, args: Value) -> Command {
         Command::Tool(name, args)
