@@ -84,6 +84,9 @@ pub fn mint(secret: &str, user: &str, ttl: Duration) -> anyhow::Result<String> {
     )?)
 }
 
+/// The longest lifetime `taskagent token` gives a token: ten years.
+const MAX_HOURS: f64 = 87_600.0;
+
 /// `--user ID` (required) and `--hours N` from `args`.
 pub fn user_and_hours(args: &[String]) -> anyhow::Result<(String, Duration, Vec<String>)> {
     let mut user = None;
@@ -99,7 +102,12 @@ pub fn user_and_hours(args: &[String]) -> anyhow::Result<(String, Duration, Vec<
                     .context("--hours needs a number")?
                     .parse()
                     .context("--hours needs a number")?;
-                ttl = Duration::from_secs_f64(hours * 3600.0);
+                ttl = Some(hours)
+                    .filter(|h| *h > 0.0 && *h <= MAX_HOURS)
+                    .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
+                    .with_context(|| {
+                        format!("--hours must be more than 0 and at most {MAX_HOURS}")
+                    })?;
             }
             _ => rest.push(arg.clone()),
         }
@@ -118,4 +126,24 @@ pub fn token_command(args: &[String]) -> anyhow::Result<()> {
     }
     println!("{}", mint(&signing_secret()?, &user, ttl)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_are_checked_not_panicked_on() {
+        let args = |hours: &str| -> Vec<String> {
+            ["--user", "demo", "--hours", hours]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        for bad in ["-1", "0", "1e20", "NaN", "inf", "soon"] {
+            assert!(user_and_hours(&args(bad)).is_err(), "{bad}");
+        }
+        let (_, ttl, _) = user_and_hours(&args("1.5")).unwrap();
+        assert_eq!(ttl, Duration::from_secs(5400));
+    }
 }
