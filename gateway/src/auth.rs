@@ -1,8 +1,9 @@
 //! Bearer token checks. HS256 with `JWT_SECRET` (or `BETTER_AUTH_SECRET`),
 //! and Better Auth's JWT plugin keys from a JWKS (EdDSA, ES256, RS256),
 //! chosen by `kid`. The algorithm always comes from the configured key, never
-//! from the token; `exp` is required, `nbf` checked, 30 s of leeway; tokens
-//! over 8 KB are refused unread; `jku`, `x5u` and `jwk` headers are ignored.
+//! from the token; `exp` is required (and `iss` / `aud` when configured),
+//! `nbf` checked, 30 s of leeway; tokens over 8 KB are refused unread; a
+//! `crit` header is refused; `jku`, `x5u` and `jwk` headers are ignored.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -70,24 +71,32 @@ impl Authenticator {
 
     /// The user of a valid `Authorization: Bearer` header value.
     pub async fn user(&self, authorization: Option<&str>) -> Result<String, AuthError> {
+        // The scheme is case-insensitive (RFC 9110 §11.1): "bearer", "BEARER".
         let token = authorization
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(|value| value.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         if token.len() > MAX_TOKEN_BYTES {
             return Err(rejected("token over 8 KB"));
         }
         let header = decode_header(token).map_err(rejected)?;
+        // No JWS extension is understood here, so any critical one is refused
+        // (RFC 7515 §4.1.11).
+        if header.crit.is_some() {
+            return Err(rejected("unsupported critical header extension"));
+        }
         let (key, algorithm) = self.key_for(header.kid.as_deref()).await?;
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be in the token, not merely
+        // match when present.
+        let mut required = vec!["exp"];
+        required.extend(self.issuer.as_ref().map(|_| "iss"));
+        required.extend(self.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         match &self.issuer {
             Some(issuer) => validation.set_issuer(&[issuer]),
             None => validation.iss = None,

@@ -101,6 +101,20 @@ async fn every_bad_token_is_401_with_a_bearer_challenge() {
             Some(token_with(SECRET, json!({"role": "admin"}))),
         ),
         (
+            "unknown critical extension",
+            Some(
+                encode(
+                    &Header {
+                        crit: Some(vec!["urn:example:must-understand".to_owned()]),
+                        ..Header::default()
+                    },
+                    &json!({"sub": "alice", "exp": at(3600)}),
+                    &EncodingKey::from_secret(SECRET.as_bytes()),
+                )
+                .unwrap(),
+            ),
+        ),
+        (
             "oversize",
             Some(token_with(
                 SECRET,
@@ -121,6 +135,49 @@ async fn every_bad_token_is_401_with_a_bearer_challenge() {
         1,
         "no refused request reached the model"
     );
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_issuer_and_audience_are_required_and_the_scheme_is_any_case() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("welcome")))).await;
+    let env = [
+        ("JWT_ISSUER", "https://auth.example"),
+        ("JWT_AUDIENCE", "taskagent"),
+    ];
+    let edge = Edge::start(&db, &model, &env, &[]).await;
+    let claims = |extra: Value| {
+        let mut claims = json!({"sub": "alice", "exp": at(3600)});
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        token_with(SECRET, claims)
+    };
+    let full = claims(json!({"iss": "https://auth.example", "aud": "taskagent"}));
+    for (case, token) in [
+        ("no iss", claims(json!({"aud": "taskagent"}))),
+        ("no aud", claims(json!({"iss": "https://auth.example"}))),
+        (
+            "other iss",
+            claims(json!({"iss": "https://evil.example", "aud": "taskagent"})),
+        ),
+    ] {
+        let (status, _, _) = status_for(&edge, Some(&token)).await;
+        assert_eq!(status, 401, "{case}");
+    }
+    assert_eq!(status_for(&edge, Some(&full)).await.0, 200);
+    for scheme in ["BEARER", "bearer", "Bearer"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/alice/chat", edge.url))
+            .header("authorization", format!("{scheme} {full}"))
+            .json(&json!({"message": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
     edge.stop().await;
 }
 
