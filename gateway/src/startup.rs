@@ -166,10 +166,20 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            header::ACCEPT,
             request_id.clone(),
             HeaderName::from_static(chat::IDEMPOTENCY_KEY),
+            // A browser MCP client's own headers.
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("mcp-session-id"),
+            HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([request_id, header::RETRY_AFTER, header::WWW_AUTHENTICATE]);
+        .expose_headers([
+            request_id,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static("mcp-session-id"),
+        ]);
     axum::Router::new()
         .route("/chat", post(chat::chat))
         .route("/api/{user_id}/chat", post(chat::chat_as))

@@ -167,3 +167,56 @@ async fn tool_service_down_is_503_and_unhealthy() {
     assert!(headers.contains_key("retry-after"));
     edge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_may_send_and_read_the_headers_they_need() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![]).await;
+    let edge = Edge::start(&db, &model, &[], &[]).await;
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/mcp", edge.url))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, idempotency-key, mcp-protocol-version, mcp-session-id, last-event-id",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "idempotency-key",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "last-event-id",
+    ] {
+        assert!(allowed.contains(name), "{name} in {allowed}");
+    }
+    let (_, headers, _) = edge
+        .post(
+            "/api/alice/chat",
+            Some(&token("bob")),
+            json!({"message": "hi"}),
+        )
+        .await;
+    let _ = headers;
+    let answer = reqwest::Client::new()
+        .get(format!("{}/api/alice/conversations", edge.url))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["retry-after", "www-authenticate", "x-request-id"] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
+    edge.stop().await;
+}
