@@ -213,8 +213,11 @@ impl NewMessage {
             if call.id.trim().is_empty() || call.name.trim().is_empty() {
                 return Err(ValidationError::ToolCallIncomplete);
             }
+            reject_nul(&call.id, "Tool call id")?;
+            reject_nul(&call.name, "Tool name")?;
             reject_nul(&call.arguments, "Tool call arguments")?;
         }
+        reject_nul(&tool_call_id, "Tool call id")?;
         let tool_call_id = tool_call_id.trim().to_owned();
         if role == Role::Tool && tool_call_id.is_empty() {
             return Err(ValidationError::ToolCallIdRequired);

@@ -70,6 +70,21 @@ async fn oversize_and_invalid_bodies_are_refused_before_the_agent() {
             json!({"detail": "Idempotency-Key must be 1 to 255 printable ASCII characters"})
         );
     }
+    let (status, _, body) = edge
+        .post(
+            "/api/alice/chat",
+            Some(&alice),
+            json!({"message": "add a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            422,
+            json!({"detail": "Message content must not contain NUL characters"})
+        ),
+        "a NUL is the client's mistake, not an outage"
+    );
     assert!(model.requests().is_empty());
     edge.stop().await;
 }

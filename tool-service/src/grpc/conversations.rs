@@ -157,10 +157,12 @@ fn parse_turn_start(req: BeginTurnRequest) -> Result<TurnStart, ValidationError>
             .unwrap_or(DEFAULT_LEASE)
             .clamp(Duration::from_secs(1), MAX_LEASE),
     });
+    // The message is checked first: its faults are the ones to report.
+    let message = NewMessage::parse(Some(Role::User), req.message, Vec::new(), String::new())?;
     Ok(TurnStart {
         conversation_id: req.conversation_id,
         title: parse_conversation_title(&title)?,
-        message: NewMessage::parse(Some(Role::User), req.message, Vec::new(), String::new())?,
+        message,
         history_size,
         key,
     })
