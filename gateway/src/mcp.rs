@@ -125,12 +125,14 @@ impl ServerHandler for TaskToolsServer {
             taskagent_tools::run(&*self.backend, &user, &request.name, &arguments, "").await;
         let failed = result["status"] == "error";
         tracing::info!(tool.name = %request.name, failed, "MCP tool call");
-        let mut response = if failed {
+        // A failure is text and `isError` only: structured content must match
+        // the tool's output schema, which describes success (clients such as
+        // the TypeScript SDK reject a mismatch).
+        let response = if failed {
             CallToolResult::error(vec![ContentBlock::text(result.to_string())])
         } else {
-            CallToolResult::structured(result.clone())
+            CallToolResult::structured(result)
         };
-        response.structured_content = Some(result);
         Ok(response.into())
     }
 }

@@ -121,9 +121,11 @@ def test_every_tool_works_and_a_missing_task_is_an_error_result(launcher):
         assert deleted["status"] == "deleted"
         missing = wire(await session.call_tool("get_task", {"task_id": task_id}))
         assert missing["isError"] is True
-        assert missing["structuredContent"] == {"status": "error", "error": "Task not found"}
+        assert "structuredContent" not in missing, "an error result does not claim the success schema"
+        assert json.loads(missing["content"][0]["text"]) == {"status": "error", "error": "Task not found"}
         invalid = wire(await session.call_tool("add_task", {"title": "x" * 201}))
-        assert invalid["isError"] is True and invalid["structuredContent"]["error"] == "Title exceeds 200 characters"
+        assert invalid["isError"] is True and "structuredContent" not in invalid
+        assert json.loads(invalid["content"][0]["text"])["error"] == "Title exceeds 200 characters"
 
     asyncio.run(over_http(launcher.url, launcher.token("alice"), use))
 
