@@ -23,6 +23,12 @@ pub const LEEWAY_SECS: u64 = 30;
 /// An unknown `kid` refetches the key set at most this often.
 pub const JWKS_REFETCH_AFTER: Duration = Duration::from_secs(30);
 
+/// The verified user of an HTTP request, put in its extensions by the
+/// gateway's bearer check before the handler runs (and before the body is
+/// read).
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub String);
+
 /// Why a request is not authenticated. Every case answers 401 "Not
 /// authenticated"; the reason is only logged.
 #[derive(Debug, thiserror::Error)]

@@ -21,10 +21,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 use taskagent_tools::{TaskBackend, ToolSpec};
 
-/// The verified user of an HTTP request, put in its extensions by the
-/// gateway's bearer check before the request reaches MCP.
-#[derive(Debug, Clone)]
-pub struct AuthenticatedUser(pub String);
+use crate::auth::AuthenticatedUser;
 
 /// Which tools are offered: `MCP_READ_ONLY=true` keeps only the read tools,
 /// `MCP_TOOLS` (a comma list) keeps only those named.

@@ -22,9 +22,10 @@ use taskagent_tools::GrpcTasks;
 use tonic::transport::{Channel, Endpoint};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthenticatedUser, Authenticator};
 use crate::config::Config;
-use crate::mcp::{AuthenticatedUser, TaskToolsServer};
+use crate::error::ApiError;
+use crate::mcp::TaskToolsServer;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{chat, conversations, ops};
@@ -32,6 +33,8 @@ use crate::state::{AppState, REQUEST_ID};
 
 /// Largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Requests for users served at once; more are answered 503 at once.
+pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 /// The gateway, bound and ready to serve.
 pub struct Application {
@@ -101,9 +104,7 @@ impl Application {
             Arc::new(LocalSessionManager::default()),
             mcp_config,
         );
-        let mcp = axum::Router::new().nest_service("/mcp", mcp).layer(
-            axum::middleware::from_fn_with_state(state.clone(), require_user),
-        );
+        let mcp = axum::Router::new().nest_service("/mcp", mcp);
         Ok(Self {
             listener,
             addr,
@@ -180,7 +181,10 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
             header::WWW_AUTHENTICATE,
             HeaderName::from_static("mcp-session-id"),
         ]);
-    axum::Router::new()
+    // Every route that acts for a user checks the bearer token before its
+    // body is read, and all of them together serve at most
+    // MAX_CONCURRENT_REQUESTS at once: more are shed with 503 + Retry-After.
+    let for_users = axum::Router::new()
         .route("/chat", post(chat::chat))
         .route("/api/{user_id}/chat", post(chat::chat_as))
         .route("/api/{user_id}/chat/stream", post(chat::chat_stream))
@@ -189,17 +193,37 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
             "/api/{user_id}/conversations/{conversation_id}/messages",
             get(conversations::messages),
         )
+        .merge(mcp)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_user,
+        ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        ApiError::retry(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            1,
+                            "Server busy",
+                        )
+                    },
+                ))
+                .load_shed()
+                .concurrency_limit(MAX_CONCURRENT_REQUESTS),
+        );
+    axum::Router::new()
+        .merge(for_users)
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .merge(mcp)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(cors)
         .with_state(state)
 }
 
-/// `/mcp` needs the same bearer token as `/chat`; its user rides along in the
-/// request's extensions to the MCP handler.
+/// The bearer token check of every route that acts for a user, before the
+/// body is read; the user rides along in the request's extensions.
 async fn require_user(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match state.user(request.headers()).await {
         Ok(user) => {

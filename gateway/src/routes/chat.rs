@@ -3,17 +3,18 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use taskagent_proto::{ChatRequest, ChatResponse, chat_event};
 
+use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::state::{AppState, grpc_request};
 
@@ -101,15 +102,16 @@ fn user_text(value: &Value) -> Option<String> {
     }
 }
 
-/// Checks who asks and what: the token's user, the claimed user (403 when
-/// they differ), the rate budget, the body.
+/// Checks who asks and what: the claimed user against the token's (403 when
+/// they differ; the token was checked before the body was read), the rate
+/// budget, the body.
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
+    user: String,
     path_user: Option<&str>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, ChatBody), ApiError> {
-    let user = state.user(headers).await?;
     if path_user.is_some_and(|claimed| claimed.trim() != user) {
         return Err(ApiError::UserMismatch);
     }
@@ -183,21 +185,23 @@ async fn run_chat(
 /// `POST /chat` with `{"user_id", "message", "conversation_id"?}`.
 pub async fn chat(
     State(state): State<AppState>,
+    Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, body) = admit(&state, &headers, None, body).await?;
+    let (user, body) = admit(&state, &headers, user, None, body).await?;
     run_chat(&state, &headers, &user, body).await
 }
 
 /// `POST /api/{user_id}/chat` with `{"message", "conversation_id"?}`.
 pub async fn chat_as(
     State(state): State<AppState>,
+    Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, body) = admit(&state, &headers, Some(&user_id), body).await?;
+    let (user, body) = admit(&state, &headers, user, Some(&user_id), body).await?;
     run_chat(&state, &headers, &user, body).await
 }
 
@@ -206,11 +210,12 @@ pub async fn chat_as(
 /// `done` (the same JSON as `/chat`) or `error` (`{"detail": ...}`).
 pub async fn chat_stream(
     State(state): State<AppState>,
+    Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (user, body) = admit(&state, &headers, Some(&user_id), body).await?;
+    let (user, body) = admit(&state, &headers, user, Some(&user_id), body).await?;
     let request = chat_request(&state, &headers, &user, body)?;
     let stream = state.agent.clone().stream_chat(request).await?.into_inner();
     let events = stream.map(|item| {

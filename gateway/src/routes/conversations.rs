@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use taskagent_proto::{ListConversationsRequest, ListMessagesRequest, Role};
 
+use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::state::{AppState, grpc_request};
 
@@ -34,17 +35,16 @@ fn time(timestamp: Option<&prost_types::Timestamp>) -> Value {
 
 /// `message` as a gRPC request for the token's user, who must be the path's
 /// `user_id` (403 otherwise).
-async fn request_as_path_user<T>(
-    state: &AppState,
+fn request_as_path_user<T>(
+    user: &str,
     headers: &HeaderMap,
     path_user: &str,
     message: T,
 ) -> Result<tonic::Request<T>, ApiError> {
-    let user = state.user(headers).await?;
     if path_user.trim() != user {
         return Err(ApiError::UserMismatch);
     }
-    let mut request = grpc_request(&user, headers, message)?;
+    let mut request = grpc_request(user, headers, message)?;
     request.set_timeout(CALL_TIMEOUT);
     Ok(request)
 }
@@ -52,6 +52,7 @@ async fn request_as_path_user<T>(
 /// The user's conversations, most recently active first.
 pub async fn list(
     State(state): State<AppState>,
+    Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     Query(page): Query<Page>,
     headers: HeaderMap,
@@ -60,7 +61,7 @@ pub async fn list(
         page_size: page.page_size,
         page_token: page.page_token,
     };
-    let request = request_as_path_user(&state, &headers, &user_id, message).await?;
+    let request = request_as_path_user(&user, &headers, &user_id, message)?;
     let response = state
         .conversations
         .clone()
@@ -80,6 +81,7 @@ pub async fn list(
 /// A conversation's messages, oldest first (the newest page first).
 pub async fn messages(
     State(state): State<AppState>,
+    Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path((user_id, conversation_id)): Path<(String, i64)>,
     Query(page): Query<Page>,
     headers: HeaderMap,
@@ -89,7 +91,7 @@ pub async fn messages(
         page_size: page.page_size,
         page_token: page.page_token,
     };
-    let request = request_as_path_user(&state, &headers, &user_id, message).await?;
+    let request = request_as_path_user(&user, &headers, &user_id, message)?;
     let response = state
         .conversations
         .clone()

@@ -227,3 +227,32 @@ async fn browsers_may_send_and_read_the_headers_they_need() {
     }
     edge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_is_not_waited_for_before_the_token_is_checked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![]).await;
+    let edge = Edge::start(&db, &model, &[], &[]).await;
+    let addr = edge.url.trim_start_matches("http://").to_owned();
+    for path in ["/api/alice/chat", "/chat", "/mcp"] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // A body is announced and never sent.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 1024];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut answer))
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(
+            answer.contains(r#"{"detail":"Not authenticated"}"#),
+            "{path}: {answer}"
+        );
+    }
+    edge.stop().await;
+}
