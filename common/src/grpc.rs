@@ -65,6 +65,17 @@ pub async fn serve(
         v1 = v1.register_encoded_file_descriptor_set(set);
         v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
     }
+    // Reflection lists what this server runs, not every service of the
+    // shared descriptor set: the health names are exactly those.
+    for name in spec
+        .health_names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .chain(&["grpc.health.v1.Health"])
+    {
+        v1 = v1.with_service_name(*name);
+        v1alpha = v1alpha.with_service_name(*name);
+    }
     routes
         .add_service(health_service)
         .add_service(v1.build_v1()?)

@@ -65,6 +65,7 @@ def test_reflection_lists_services(channel, version):
     names = {s.name for s in responses[0].list_services_response.service}
     assert set(SERVICES) <= names
     assert "grpc.health.v1.Health" in names
+    assert "taskagent.v1.AgentService" not in names, "only the services this server runs"
 
 
 def test_create_task_through_reflection(channel):
