@@ -101,6 +101,56 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
+/// The stored JSON of a message's tool calls, if it has any.
+pub(super) fn tool_calls_json(message: &NewMessage) -> Option<String> {
+    (!message.tool_calls.is_empty())
+        .then(|| serde_json::to_string(&message.tool_calls).unwrap_or_default())
+}
+
+/// Inserts `message` into `user`'s conversation `conversation_id` in one
+/// `INSERT ... SELECT` that finds the conversation among the user's own
+/// (another user's or a missing one is not found), tagged with its turn.
+pub(super) async fn insert_into_own(
+    conn: Conn<'_>,
+    user: &UserId,
+    conversation_id: i64,
+    turn_id: Option<i64>,
+    message: &NewMessage,
+) -> Result<MessageRow, Error> {
+    let calls = tool_calls_json(message);
+    let now = now();
+    on_conn!(conn, c => {
+        Ok::<_, Error>(diesel::insert_into(messages::table)
+            .values(
+                conversations::table
+                    .filter(conversation_of(conversation_id, user.as_str()))
+                    .select((
+                        conversations::id,
+                        message.role.as_str().into_sql::<Text>(),
+                        message.content.as_str().into_sql::<Text>(),
+                        calls.as_deref().into_sql::<Nullable<Text>>(),
+                        message.tool_call_id.as_deref().into_sql::<Nullable<Text>>(),
+                        now.into_sql::<Timestamp>(),
+                        turn_id.into_sql::<Nullable<BigInt>>(),
+                    )),
+            )
+            .into_columns((
+                messages::conversation_id,
+                messages::role,
+                messages::content,
+                messages::tool_calls,
+                messages::tool_call_id,
+                messages::created_at,
+                messages::turn_id,
+            ))
+            .returning(MessageRow::as_returning())
+            .get_result(c)
+            .await
+            .optional()?)
+    })?
+    .ok_or(Error::ConversationNotFound)
+}
+
 /// Starts a conversation of `user`'s.
 pub(super) async fn create_conversation(
     conn: Conn<'_>,
@@ -184,52 +234,18 @@ impl Store {
         conversation_id: i64,
         new: &[NewMessage],
     ) -> Result<Vec<Message>, Error> {
-        let now = now();
-        let tool_calls: Vec<Option<String>> = new
-            .iter()
-            .map(|m| {
-                (!m.tool_calls.is_empty())
-                    .then(|| serde_json::to_string(&m.tool_calls).unwrap_or_default())
-            })
-            .collect();
         let stored = with_write_connection!(self, conn => {
-            // One message into the conversation, if it is the user's.
-            macro_rules! insert_owned {
-                ($conn:expr, $i:expr) => {{
-                    let (message, calls) = (&new[$i], &tool_calls[$i]);
-                    diesel::insert_into(messages::table)
-                        .values(
-                            conversations::table.filter(conversation_of(conversation_id, user.as_str())).select((
-                                conversations::id,
-                                message.role.as_str().into_sql::<Text>(),
-                                message.content.as_str().into_sql::<Text>(),
-                                calls.as_deref().into_sql::<Nullable<Text>>(),
-                                message.tool_call_id.as_deref().into_sql::<Nullable<Text>>(),
-                                now.into_sql::<Timestamp>(),
-                            )),
-                        )
-                        .into_columns((
-                            messages::conversation_id,
-                            messages::role,
-                            messages::content,
-                            messages::tool_calls,
-                            messages::tool_call_id,
-                            messages::created_at,
-                        ))
-                        .returning(MessageRow::as_returning())
-                        .get_result($conn)
-                        .await
-                        .optional()?
-                        .ok_or(Error::ConversationNotFound)
-                }};
-            }
-            if new.len() == 1 {
-                Ok(vec![insert_owned!(conn, 0)?])
+            if let [message] = new {
+                Ok(vec![insert_into_own(conn.into(), user, conversation_id, None, message).await?])
             } else {
                 conn.transaction(async |conn| {
+                    let mut conn = Conn::from(conn);
                     let mut stored = Vec::with_capacity(new.len());
-                    for i in 0..new.len() {
-                        stored.push(insert_owned!(conn, i)?);
+                    for message in new {
+                        stored.push(
+                            insert_into_own(conn.reborrow(), user, conversation_id, None, message)
+                                .await?,
+                        );
                     }
                     Ok(stored)
                 })

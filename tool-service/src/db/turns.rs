@@ -15,7 +15,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::conversations::{create_conversation, within_page_bytes};
+use super::conversations::{
+    create_conversation, insert_into_own, tool_calls_json, within_page_bytes,
+};
 use super::models::{InsertKey, InsertMessage, KeyRow, MessageRow};
 use super::schema::{conversations, idempotency_keys, messages};
 use super::tasks::now;
@@ -185,13 +187,13 @@ impl Store {
     pub async fn finish_turn(&self, user: &UserId, end: &TurnEnd) -> Result<(), Error> {
         with_write_connection!(self, conn => {
             match &end.request_id {
-                None => insert_owned(Conn::from(conn), user, end.conversation_id, Some(end.turn_id), &end.message)
+                None => insert_into_own(Conn::from(conn), user, end.conversation_id, Some(end.turn_id), &end.message)
                     .await
                     .map(drop),
                 Some(request_id) => conn
                     .transaction(async |conn| {
                         let mut conn = Conn::from(conn);
-                        insert_owned(conn.reborrow(), user, end.conversation_id, Some(end.turn_id), &end.message).await?;
+                        insert_into_own(conn.reborrow(), user, end.conversation_id, Some(end.turn_id), &end.message).await?;
                         settle_key(conn, user, request_id, end.turn_id, end.outcome.as_deref()).await
                     })
                     .await,
@@ -220,7 +222,9 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
     let (conversation_id, turn_id) = match start.conversation_id {
         Some(id) => (
             id,
-            insert_owned(conn.reborrow(), user, id, None, &start.message).await?,
+            insert_into_own(conn.reborrow(), user, id, None, &start.message)
+                .await?
+                .id,
         ),
         None => {
             let id = create_conversation(conn.reborrow(), user, &start.title)
@@ -388,12 +392,6 @@ async fn settle_key(
     })
 }
 
-/// The stored JSON of a message's tool calls, if it has any.
-fn tool_calls_json(message: &NewMessage) -> Option<String> {
-    (!message.tool_calls.is_empty())
-        .then(|| serde_json::to_string(&message.tool_calls).unwrap_or_default())
-}
-
 /// Inserts a message into a conversation the caller already checked.
 async fn insert_message(
     conn: Conn<'_>,
@@ -418,50 +416,6 @@ async fn insert_message(
             .get_result(c)
             .await?)
     })
-}
-
-/// Inserts a message into `user`'s conversation `conversation_id` in one
-/// `INSERT ... SELECT`; another user's or a missing one is not found.
-async fn insert_owned(
-    conn: Conn<'_>,
-    user: &UserId,
-    conversation_id: i64,
-    turn_id: Option<i64>,
-    message: &NewMessage,
-) -> Result<i64, Error> {
-    let calls = tool_calls_json(message);
-    let now = now();
-    on_conn!(conn, c => {
-        Ok::<_, Error>(diesel::insert_into(messages::table)
-            .values(
-                conversations::table
-                    .filter(conversations::id.eq(conversation_id))
-                    .filter(conversations::user_id.eq(user.as_str()))
-                    .select((
-                        conversations::id,
-                        message.role.as_str().into_sql::<Text>(),
-                        message.content.as_str().into_sql::<Text>(),
-                        calls.as_deref().into_sql::<Nullable<Text>>(),
-                        message.tool_call_id.as_deref().into_sql::<Nullable<Text>>(),
-                        now.into_sql::<Timestamp>(),
-                        turn_id.into_sql::<Nullable<BigInt>>(),
-                    )),
-            )
-            .into_columns((
-                messages::conversation_id,
-                messages::role,
-                messages::content,
-                messages::tool_calls,
-                messages::tool_call_id,
-                messages::created_at,
-                messages::turn_id,
-            ))
-            .returning(messages::id)
-            .get_result(c)
-            .await
-            .optional()?)
-    })?
-    .ok_or(Error::ConversationNotFound)
 }
 
 /// The newest `limit` messages before the turn, oldest first, within the
