@@ -133,11 +133,7 @@ impl Agent {
     /// Checks an idempotency key: 1 to 255 printable ASCII characters.
     pub fn check_request_id(request_id: Option<&str>) -> Result<(), AgentError> {
         match request_id {
-            Some(id)
-                if id.is_empty()
-                    || id.len() > 255
-                    || !id.bytes().all(|b| (0x20..=0x7e).contains(&b)) =>
-            {
+            Some(id) if !taskagent_common::is_idempotency_key(id.as_bytes()) => {
                 Err(AgentError::InvalidRequestId)
             }
             _ => Ok(()),

@@ -19,6 +19,13 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
+/// Whether `key` is a valid idempotency key: 1 to 255 printable ASCII
+/// characters, the HTTP `Idempotency-Key` rule that the gateway, agent-service
+/// (`ChatRequest.request_id`) and tool-service (`BeginTurn`) all apply.
+pub fn is_idempotency_key(key: &[u8]) -> bool {
+    (1..=255).contains(&key.len()) && key.iter().all(|b| (0x20..=0x7e).contains(b))
+}
+
 /// The way every service binary runs: its configuration (a bad variable is
 /// one line on stderr and exit 1), rustls with ring as the process's TLS
 /// provider, logging, then `run` until it ends; a failure is logged once and

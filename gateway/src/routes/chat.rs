@@ -64,13 +64,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
+    if !taskagent_common::is_idempotency_key(value.as_bytes()) {
         return Err(ApiError::unprocessable(
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
         ));
     }
-    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
 }
 
 /// The agent's request for a turn, with the deadline the agent must keep.

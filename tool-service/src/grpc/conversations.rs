@@ -123,8 +123,7 @@ fn request_id(raw: &str) -> Result<Option<String>, ValidationError> {
     if raw.is_empty() {
         return Ok(None);
     }
-    let printable = raw.len() <= 255 && raw.bytes().all(|b| (0x20..=0x7e).contains(&b));
-    if printable {
+    if taskagent_common::is_idempotency_key(raw.as_bytes()) {
         Ok(Some(raw.to_owned()))
     } else {
         Err(ValidationError::InvalidRequestId)
