@@ -118,8 +118,7 @@ impl ServerHandler for TaskToolsServer {
             ));
         }
         let arguments = Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let result =
-            taskagent_tools::run(&*self.backend, &user, &request.name, &arguments, "").await;
+        let result = taskagent_tools::run(&*self.backend, &user, &request.name, &arguments).await;
         let failed = result["status"] == "error";
         tracing::info!(tool.name = %request.name, failed, "MCP tool call");
         // A failure is text and `isError` only: structured content must match

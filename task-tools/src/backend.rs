@@ -22,7 +22,6 @@ pub trait TaskBackend: Send + Sync {
         user: &str,
         title: String,
         description: Option<String>,
-        request_id: String,
     ) -> Result<Task, ToolError>;
     async fn list_tasks(
         &self,
@@ -101,12 +100,11 @@ impl TaskBackend for GrpcTasks {
         user: &str,
         title: String,
         description: Option<String>,
-        request_id: String,
     ) -> Result<Task, ToolError> {
         let message = CreateTaskRequest {
             title,
             description,
-            request_id,
+            request_id: String::new(),
         };
         self.call(
             user,

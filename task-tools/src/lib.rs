@@ -344,16 +344,12 @@ impl ToolCall {
 }
 
 /// Runs `call` for `user` and returns its JSON result (a success or
-/// `{"status": "error", ...}`). `request_id` makes add_task idempotent.
-pub async fn execute(
-    backend: &dyn TaskBackend,
-    user: &str,
-    call: ToolCall,
-    request_id: &str,
-) -> Value {
+/// `{"status": "error", ...}`). A tool call happens once because of where it
+/// runs (a turn's (turn, call id) key), not because of anything passed here.
+pub async fn execute(backend: &dyn TaskBackend, user: &str, call: ToolCall) -> Value {
     let outcome = match call {
         ToolCall::AddTask { title, description } => backend
-            .create_task(user, title, description, request_id.to_owned())
+            .create_task(user, title, description)
             .await
             .map(|task| task_result(&task, "created")),
         ToolCall::ListTasks { status, limit, cursor } => backend.list_tasks(user, status, limit, cursor).await.map(|page| {
@@ -386,15 +382,9 @@ pub async fn execute(
 }
 
 /// Parses and runs a call in one step: what a model's tool call needs.
-pub async fn run(
-    backend: &dyn TaskBackend,
-    user: &str,
-    name: &str,
-    arguments: &str,
-    request_id: &str,
-) -> Value {
+pub async fn run(backend: &dyn TaskBackend, user: &str, name: &str, arguments: &str) -> Value {
     match ToolCall::parse(name, arguments) {
-        Ok(call) => execute(backend, user, call, request_id).await,
+        Ok(call) => execute(backend, user, call).await,
         Err(error) => error.into_result(),
     }
 }

@@ -23,10 +23,7 @@ impl ToolRunner for TaskTools {
             user,
             failure: Mutex::new(None),
         };
-        // Tool calls of a turn never need CreateTask's request_id: the
-        // turn's (turn, tool call id) key already makes them happen once.
-        let result =
-            taskagent_tools::run(&tasks, user.as_str(), &call.name, &call.arguments, "").await;
+        let result = taskagent_tools::run(&tasks, user.as_str(), &call.name, &call.arguments).await;
         match tasks
             .failure
             .into_inner()
@@ -69,7 +66,6 @@ impl TaskBackend for TransactionTasks<'_, '_> {
         _user: &str,
         title: String,
         description: Option<String>,
-        _request_id: String,
     ) -> Result<WireTask, ToolError> {
         let result = async {
             let new = NewTask::parse(&title, description.as_deref(), "")?;
