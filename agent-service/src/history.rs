@@ -165,16 +165,6 @@ pub fn assistant_with_calls(content: Option<&str>, calls: &[ModelToolCall]) -> M
     }
 }
 
-/// The stored form of a tool's result.
-pub fn tool_result(tool_call_id: &str, result: &str) -> Message {
-    Message {
-        role: Role::Tool.into(),
-        content: result.to_owned(),
-        tool_call_id: tool_call_id.to_owned(),
-        ..Default::default()
-    }
-}
-
 /// Stored messages as a transcript the model accepts: it starts at a user
 /// message (a window cut mid-turn would start with orphaned tool results),
 /// every tool call has exactly one result right after its assistant message,
@@ -245,6 +235,16 @@ pub fn replayable(stored: Vec<Message>) -> Vec<ChatMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stored form of a tool's result (tool-service writes them).
+    fn tool_result(tool_call_id: &str, result: &str) -> Message {
+        Message {
+            role: Role::Tool.into(),
+            content: result.to_owned(),
+            tool_call_id: tool_call_id.to_owned(),
+            ..Default::default()
+        }
+    }
 
     fn call(id: &str) -> ModelToolCall {
         ModelToolCall {

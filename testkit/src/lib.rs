@@ -161,6 +161,19 @@ pub fn as_user<T>(user: &str, message: T) -> Request<T> {
     request
 }
 
+/// `user`'s task titles, oldest first, straight from TaskService at `channel`.
+pub async fn task_titles(channel: tonic::transport::Channel, user: &str) -> Vec<String> {
+    taskagent_proto::task_service_client::TaskServiceClient::new(channel)
+        .list_tasks(as_user(user, taskagent_proto::ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .into_iter()
+        .map(|t| t.title)
+        .collect()
+}
+
 /// Asserts that `result` failed with `code`, `message` and ErrorInfo `reason`.
 #[track_caller]
 pub fn assert_error<T: std::fmt::Debug>(

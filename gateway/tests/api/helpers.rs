@@ -8,10 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use taskagent_proto::ListTasksRequest;
-use taskagent_proto::task_service_client::TaskServiceClient;
+use taskagent_testkit::TestDatabase;
 pub use taskagent_testkit::model::{ScriptedModel, Step, calls, text};
-use taskagent_testkit::{TestDatabase, as_user};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -187,15 +185,7 @@ impl Edge {
             .connect()
             .await
             .unwrap();
-        TaskServiceClient::new(channel)
-            .list_tasks(as_user(user, ListTasksRequest::default()))
-            .await
-            .unwrap()
-            .into_inner()
-            .tasks
-            .into_iter()
-            .map(|t| t.title)
-            .collect()
+        taskagent_testkit::task_titles(channel, user).await
     }
 
     pub async fn stop_tool_service(&mut self) {

@@ -3,8 +3,8 @@
 //! and idempotency keys.
 
 use taskagent_proto::{
-    BeginTurnRequest, BeginTurnResponse, ChatResponse, FinishTurnRequest, ListTasksRequest,
-    Message, Role, RunToolCallsRequest, ToolCall, ToolResult,
+    BeginTurnRequest, BeginTurnResponse, ChatResponse, FinishTurnRequest, Message, Role,
+    RunToolCallsRequest, ToolCall, ToolResult,
 };
 use tonic::{Code, Status};
 
@@ -102,15 +102,7 @@ async fn finish(
 }
 
 async fn task_titles(app: &TestApp, user: &str) -> Vec<String> {
-    app.tasks()
-        .list_tasks(as_user(user, ListTasksRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .tasks
-        .into_iter()
-        .map(|t| t.title)
-        .collect()
+    taskagent_testkit::task_titles(app.channel.clone(), user).await
 }
 
 async fn a_turn_records_its_messages_and_history_comes_back_in_order(app: &TestApp) {
