@@ -40,8 +40,8 @@ fn wire_bytes(row: &MessageRow) -> usize {
         + row.tool_call_id.as_ref().map_or(0, String::len)
 }
 
-/// Rows read newest first, as many as fit [`MAX_PAGE_BYTES`] (at least
-/// one), and whether any were left out.
+/// Of rows read newest first, the newest that fit [`MAX_PAGE_BYTES`] (at
+/// least one), returned oldest first, and whether any were left out.
 pub(super) fn within_page_bytes(rows: Vec<MessageRow>) -> Result<(Vec<Message>, bool), Error> {
     let mut total = 0;
     let mut kept = Vec::with_capacity(rows.len());
@@ -54,6 +54,7 @@ pub(super) fn within_page_bytes(rows: Vec<MessageRow>) -> Result<(Vec<Message>, 
         kept.push(Message::try_from(row)?);
     }
     let cut = kept.len() < count;
+    kept.reverse();
     Ok((kept, cut))
 }
 
@@ -289,9 +290,8 @@ impl Store {
                 .await?)
         })?;
         let more = rows.len() > limit;
-        let (mut messages, cut) = within_page_bytes(rows.into_iter().take(limit).collect())?;
+        let (messages, cut) = within_page_bytes(rows.into_iter().take(limit).collect())?;
         let more = more || cut;
-        messages.reverse();
         let more_before = more.then(|| messages.as_slice().first().map_or(0, |m| m.id));
         Ok(MessagePage {
             messages,

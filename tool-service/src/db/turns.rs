@@ -131,17 +131,16 @@ impl Store {
                 return Ok(BeginTurn::Opened(opened));
             }
         }
-        // A first request racing ours with the same key rolls ours back;
-        // the second attempt finds its key.
-        let mut attempt = 0;
-        loop {
-            let result = with_write_connection!(self, conn => {
+        let begin_once = async || {
+            with_write_connection!(self, conn => {
                 conn.transaction(async |conn| begin(Conn::from(conn), user, start).await).await
-            });
-            match result {
-                Err(error) if attempt == 0 && lost_race(&error) => attempt += 1,
-                other => return other,
-            }
+            })
+        };
+        match begin_once().await {
+            // A first request racing ours with the same key rolled ours
+            // back; the second attempt finds its key.
+            Err(error) if lost_race(&error) => begin_once().await,
+            other => other,
         }
     }
 
@@ -437,9 +436,7 @@ async fn history_before(
             .load(c)
             .await?)
     })?;
-    let (mut newest_first, _) = within_page_bytes(rows)?;
-    newest_first.reverse();
-    Ok(newest_first)
+    Ok(within_page_bytes(rows)?.0)
 }
 
 /// What the turn recorded after its user message, oldest first.
@@ -614,8 +611,7 @@ async fn open_in_one_statement(
             },
         )
         .collect();
-    let (mut history, _) = within_page_bytes(newest_first)?;
-    history.reverse();
+    let (history, _) = within_page_bytes(newest_first)?;
     Ok(OpenedTurn {
         conversation_id,
         turn_id,
