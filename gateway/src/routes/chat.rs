@@ -72,26 +72,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
 }
 
-/// The agent's request for a turn, with the deadline the agent must keep.
-fn chat_request(
-    state: &AppState,
-    headers: &HeaderMap,
-    user: &str,
-    body: ChatBody,
-) -> Result<tonic::Request<ChatRequest>, ApiError> {
-    let mut request = grpc_request(
-        user,
-        headers,
-        ChatRequest {
-            conversation_id: body.conversation_id,
-            message: body.message,
-            request_id: idempotency_key(headers)?,
-        },
-    )?;
-    request.set_timeout(state.agent_timeout.saturating_add(AGENT_DEADLINE_MARGIN));
-    Ok(request)
-}
-
 /// A user id from a path or a body, string or number, as text.
 fn user_text(value: &Value) -> Option<String> {
     match value {
@@ -102,29 +82,40 @@ fn user_text(value: &Value) -> Option<String> {
 }
 
 /// Checks who asks and what: the claimed user against the token's (403 when
-/// they differ; the token was checked before the body was read), the rate
-/// budget, the body.
-async fn admit(
+/// they differ; the token was checked before the body was read), the body,
+/// the Idempotency-Key, the rate budget. Gives the agent's request for the
+/// turn, with the deadline the agent must keep.
+fn admit(
     state: &AppState,
     headers: &HeaderMap,
-    user: String,
+    user: &str,
     path_user: Option<&str>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(String, ChatBody), ApiError> {
+) -> Result<tonic::Request<ChatRequest>, ApiError> {
     if path_user.is_some_and(|claimed| claimed.trim() != user) {
         return Err(ApiError::UserMismatch);
     }
     let body = parse_body(body)?;
-    idempotency_key(headers)?;
+    let request_id = idempotency_key(headers)?;
     match (&body.user_id, path_user) {
-        (Some(claimed), _) if user_text(claimed).as_deref() != Some(user.as_str()) => {
+        (Some(claimed), _) if user_text(claimed).as_deref() != Some(user) => {
             return Err(ApiError::UserMismatch);
         }
         (None, None) => return Err(ApiError::unprocessable("user_id is required")),
         _ => {}
     }
-    state.charge(&user)?;
-    Ok((user, body))
+    state.charge(user)?;
+    let mut request = grpc_request(
+        user,
+        headers,
+        ChatRequest {
+            conversation_id: body.conversation_id,
+            message: body.message,
+            request_id,
+        },
+    )?;
+    request.set_timeout(state.agent_timeout.saturating_add(AGENT_DEADLINE_MARGIN));
+    Ok(request)
 }
 
 /// The HTTP shape of a turn, as the Python system answered it.
@@ -155,11 +146,8 @@ fn timeout_error(state: &AppState) -> ApiError {
 
 async fn run_chat(
     state: &AppState,
-    headers: &HeaderMap,
-    user: &str,
-    body: ChatBody,
+    request: tonic::Request<ChatRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let request = chat_request(state, headers, user, body)?;
     let wait = state
         .agent_timeout
         .saturating_add(AGENT_DEADLINE_MARGIN + GATEWAY_WAIT_MARGIN);
@@ -188,8 +176,8 @@ pub async fn chat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, body) = admit(&state, &headers, user, None, body).await?;
-    run_chat(&state, &headers, &user, body).await
+    let request = admit(&state, &headers, &user, None, body)?;
+    run_chat(&state, request).await
 }
 
 /// `POST /api/{user_id}/chat` with `{"message", "conversation_id"?}`.
@@ -200,8 +188,8 @@ pub async fn chat_as(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (user, body) = admit(&state, &headers, user, Some(&user_id), body).await?;
-    run_chat(&state, &headers, &user, body).await
+    let request = admit(&state, &headers, &user, Some(&user_id), body)?;
+    run_chat(&state, request).await
 }
 
 /// `POST /api/{user_id}/chat/stream`: the turn as server-sent events
@@ -214,8 +202,7 @@ pub async fn chat_stream(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (user, body) = admit(&state, &headers, user, Some(&user_id), body).await?;
-    let request = chat_request(&state, &headers, &user, body)?;
+    let request = admit(&state, &headers, &user, Some(&user_id), body)?;
     let stream = state.agent.clone().stream_chat(request).await?.into_inner();
     let events = stream.map(|item| {
         let event = match item {
