@@ -17,7 +17,7 @@ use taskagent_testkit::model::{ScriptedModel, Step, calls, error, text};
 use taskagent_testkit::proxy::Proxy;
 use tokio::sync::oneshot;
 
-use crate::stack::Stack;
+use crate::stack::{Answer, Stack};
 
 taskagent_testkit::on_both_backends!(
     runner = taskagent_testkit::with_db;
@@ -66,34 +66,20 @@ async fn killed_agent_mid_turn_is_resumed_without_a_duplicate(db: &TestDatabase)
         });
         answer.unwrap()
     };
-    let answered_in = killed_at.elapsed();
-    first.assert_unavailable();
-    stack.restart().await;
-
-    let (retried, conflicts) = stack
-        .chat_until_not_in_progress("alice", "add pay rent", "key-agent")
-        .await;
-    let resumed_in = killed_at.elapsed();
-    assert_eq!(retried.status, StatusCode::OK, "{retried:?}");
-    assert_eq!(retried.body["response"], "Added pay rent.");
+    let retried = resumes_after_kill(
+        &mut stack,
+        "kill -9 agent-service after the tool call",
+        (&first, killed_at),
+        ("add pay rent", "key-agent"),
+        "Added pay rent.",
+    )
+    .await;
     assert_eq!(retried.body["tool_calls"][0]["tool"], "add_task");
     let resumed = &model.requests()[2];
     assert_eq!(
         tool_results(resumed)[0]["status"],
         "created",
         "the recorded result is replayed to the model"
-    );
-    assert_eq!(stack.database.tasks("alice").await, 1);
-    let consistent = stack.database.assert_consistent("alice").await;
-    stack.report(
-        "kill -9 agent-service after the tool call",
-        &format!(
-            "in flight: {} after {:.0} ms; retries: {conflicts}x409 then {} at {:.1} s (restart included); tasks=1 {consistent}",
-            first.status.as_u16(),
-            answered_in.as_secs_f64() * 1000.0,
-            retried.status.as_u16(),
-            resumed_in.as_secs_f64(),
-        ),
     );
 
     let again = stack.chat("alice", "add pay rent", Some("key-agent")).await;
@@ -123,20 +109,41 @@ async fn killed_tool_service_mid_turn_is_resumed_without_a_duplicate(db: &TestDa
         stack.kill_tool_service();
         open.send(()).unwrap();
     });
+    resumes_after_kill(
+        &mut stack,
+        "kill -9 tool-service after the tool call",
+        (&first, killed_at),
+        ("add call mom", "key-tool"),
+        "Added call mom.",
+    )
+    .await;
+}
+
+/// After a service was killed mid-turn at `killed_at`: the request in
+/// flight was a 503; once the service is back, the same request with the
+/// same key ends in 200 with `answer` and one task; the database is
+/// consistent, and the fault table gets its line. Returns the 200.
+async fn resumes_after_kill(
+    stack: &mut Stack,
+    fault: &str,
+    (first, killed_at): (&Answer, Instant),
+    (message, key): (&str, &str),
+    answer: &str,
+) -> Answer {
     let answered_in = killed_at.elapsed();
     first.assert_unavailable();
     stack.restart().await;
 
     let (retried, conflicts) = stack
-        .chat_until_not_in_progress("alice", "add call mom", "key-tool")
+        .chat_until_not_in_progress("alice", message, key)
         .await;
     let resumed_in = killed_at.elapsed();
     assert_eq!(retried.status, StatusCode::OK, "{retried:?}");
-    assert_eq!(retried.body["response"], "Added call mom.");
+    assert_eq!(retried.body["response"], answer);
     assert_eq!(stack.database.tasks("alice").await, 1);
     let consistent = stack.database.assert_consistent("alice").await;
     stack.report(
-        "kill -9 tool-service after the tool call",
+        fault,
         &format!(
             "in flight: {} after {:.0} ms; retries: {conflicts}x409 then {} at {:.1} s (restart included); tasks=1 {consistent}",
             first.status.as_u16(),
@@ -145,6 +152,7 @@ async fn killed_tool_service_mid_turn_is_resumed_without_a_duplicate(db: &TestDa
             resumed_in.as_secs_f64(),
         ),
     );
+    retried
 }
 
 async fn a_client_that_goes_away_does_not_cancel_the_turn(db: &TestDatabase) {
