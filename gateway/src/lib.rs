@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod mcp;
 pub mod metrics;

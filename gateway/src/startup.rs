@@ -24,6 +24,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{AuthenticatedUser, Authenticator};
 use crate::config::Config;
+use crate::edge;
 use crate::error::ApiError;
 use crate::mcp::TaskToolsServer;
 use crate::metrics::Metrics;
@@ -125,25 +126,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "gateway serving");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        // Small JSON answers must not wait for Nagle's algorithm (40 ms stalls
-        // against delayed ACKs).
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(async {
+        let server = tokio::spawn(crate::edge::serve(self.listener, self.router, async {
             let _ = stopped.await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        }));
         shutdown.await;
         tracing::info!("shutting down: draining requests in flight");
         (self.stop_mcp)();
         let _ = stop.send(());
         match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-            Ok(joined) => joined
-                .context("gateway task failed")?
-                .context("gateway failed")?,
+            Ok(joined) => joined.context("gateway task failed")?,
             Err(_) => tracing::warn!("requests in flight did not finish in time; stopping anyway"),
         }
         Ok(())
@@ -184,16 +175,22 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
     // Every route that acts for a user checks the bearer token before its
     // body is read, and all of them together serve at most
     // MAX_CONCURRENT_REQUESTS at once: more are shed with 503 + Retry-After.
-    let for_users = axum::Router::new()
-        .route("/chat", post(chat::chat))
-        .route("/api/{user_id}/chat", post(chat::chat_as))
-        .route("/api/{user_id}/chat/stream", post(chat::chat_stream))
+    // Chat turns have their own deadline (AGENT_TIMEOUT and a margin) and
+    // read their body within REQUEST_TIMEOUT; everything else is bounded
+    // as a whole.
+    let bounded = axum::Router::new()
         .route("/api/{user_id}/conversations", get(conversations::list))
         .route(
             "/api/{user_id}/conversations/{conversation_id}/messages",
             get(conversations::messages),
         )
         .merge(mcp)
+        .layer(edge::request_timeout());
+    let for_users = axum::Router::new()
+        .route("/chat", post(chat::chat))
+        .route("/api/{user_id}/chat", post(chat::chat_as))
+        .route("/api/{user_id}/chat/stream", post(chat::chat_stream))
+        .merge(bounded)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_user,
@@ -217,6 +214,7 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(edge::contract_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(cors)
         .with_state(state)

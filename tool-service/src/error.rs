@@ -101,6 +101,9 @@ pub enum Error {
     TurnInProgress,
     #[error("Idempotency-Key reused with a different request")]
     IdempotencyKeyReused,
+    /// CreateTask's `request_id` named a task created with other fields.
+    #[error("Request ID already used for a different task")]
+    RequestIdReused,
     /// Internal: a concurrent first request claimed the same key; the
     /// transaction starts over and then finds it.
     #[error("idempotency key claimed concurrently")]
@@ -140,6 +143,7 @@ impl Error {
             Self::ConversationNotFound => (Code::NotFound, "CONVERSATION_NOT_FOUND"),
             Self::TurnInProgress | Self::KeyRace => (Code::Aborted, "TURN_IN_PROGRESS"),
             Self::IdempotencyKeyReused => (Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED"),
+            Self::RequestIdReused => (Code::AlreadyExists, "REQUEST_ID_REUSED"),
             e if e.is_database_unavailable() => (Code::Unavailable, "DATABASE_UNAVAILABLE"),
             _ => (Code::Internal, "INTERNAL"),
         }

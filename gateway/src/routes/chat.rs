@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,6 +14,7 @@ use serde_json::{Value, json};
 use taskagent_proto::{ChatRequest, ChatResponse, chat_event};
 
 use crate::auth::AuthenticatedUser;
+use crate::edge::BodyWithin;
 use crate::error::ApiError;
 use crate::state::{AppState, grpc_request};
 
@@ -40,14 +40,8 @@ struct ChatBody {
 }
 
 /// The body: at most 1 MiB (413), valid JSON of the right shape (422).
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<ChatBody, ApiError> {
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::Status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request body too large".to_owned(),
-        ),
-        _ => ApiError::unprocessable("Could not read the request body"),
-    })?;
+fn parse_body(body: Result<Bytes, ApiError>) -> Result<ChatBody, ApiError> {
+    let bytes = body?;
     let body: ChatBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::unprocessable(format!("Invalid request body: {e}")))?;
     if body.message.trim().is_empty() {
@@ -90,7 +84,7 @@ fn admit(
     headers: &HeaderMap,
     user: &str,
     path_user: Option<&str>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
 ) -> Result<tonic::Request<ChatRequest>, ApiError> {
     if path_user.is_some_and(|claimed| claimed.trim() != user) {
         return Err(ApiError::UserMismatch);
@@ -174,7 +168,7 @@ pub async fn chat(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    BodyWithin(body): BodyWithin,
 ) -> Result<Json<Value>, ApiError> {
     let request = admit(&state, &headers, &user, None, body)?;
     run_chat(&state, request).await
@@ -186,7 +180,7 @@ pub async fn chat_as(
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    BodyWithin(body): BodyWithin,
 ) -> Result<Json<Value>, ApiError> {
     let request = admit(&state, &headers, &user, Some(&user_id), body)?;
     run_chat(&state, request).await
@@ -200,7 +194,7 @@ pub async fn chat_stream(
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    BodyWithin(body): BodyWithin,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let request = admit(&state, &headers, &user, Some(&user_id), body)?;
     let stream = state.agent.clone().stream_chat(request).await?.into_inner();

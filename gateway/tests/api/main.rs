@@ -5,6 +5,7 @@
 
 mod auth;
 mod chat;
+mod edge;
 mod helpers;
 mod limits;
 mod mcp;

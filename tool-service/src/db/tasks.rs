@@ -41,7 +41,8 @@ pub(super) fn now() -> NaiveDateTime {
 }
 
 /// Creates a task. A repeated `request_id` returns the task the first call
-/// created instead of a second one.
+/// created instead of a second one; the same `request_id` with other fields
+/// is [`Error::RequestIdReused`].
 pub(crate) async fn create_task(
     conn: Conn<'_>,
     user: &UserId,
@@ -78,12 +79,24 @@ pub(crate) async fn create_task(
         match inserted {
             Some(task) => Ok(task),
             // Only the (user_id, request_id) key can conflict.
-            None => Ok(tasks::table
-                .filter(tasks::user_id.eq(user.as_str()))
-                .filter(tasks::request_id.eq(new.request_id.as_deref()))
-                .select(TaskRow::as_select())
-                .first(conn)
-                .await?),
+            None => {
+                let first: TaskRow = tasks::table
+                    .filter(tasks::user_id.eq(user.as_str()))
+                    .filter(tasks::request_id.eq(new.request_id.as_deref()))
+                    .select(TaskRow::as_select())
+                    .first(conn)
+                    .await?;
+                // The same request again gets the task it created; another
+                // one under the same id is refused. Once the task has been
+                // changed the two can no longer be told apart: the retry
+                // wins the doubt.
+                let unchanged = first.updated_at == first.created_at;
+                let same = first.title == row.title && first.description.as_deref() == row.description;
+                if unchanged && !same {
+                    return Err(Error::RequestIdReused);
+                }
+                Ok(first)
+            }
         }
     })
 }

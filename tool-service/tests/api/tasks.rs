@@ -307,8 +307,35 @@ async fn create_with_request_id_is_idempotent_per_user(app: &TestApp) {
         .unwrap()
         .into_inner();
     assert_ne!(bobs.id, first.id, "request ids are per user");
+    // The same id for another task is refused, and creates nothing.
+    assert_error(
+        app.tasks().create_task(request("alice", "Buy bread")).await,
+        Code::AlreadyExists,
+        "Request ID already used for a different task",
+        "REQUEST_ID_REUSED",
+    );
     let (alices, _) = list(app, "alice", TaskStatusFilter::All, 0, "").await;
-    assert_eq!(alices.len(), 1);
+    assert_eq!(titles(&alices), ["Buy milk"]);
+    // Once the task was changed, a late retry of the first request still
+    // gets it back.
+    app.tasks()
+        .update_task(as_user(
+            "alice",
+            UpdateTaskRequest {
+                id: first.id,
+                title: Some("Buy oat milk".into()),
+                description: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let retried = app
+        .tasks()
+        .create_task(request("alice", "Buy milk"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.id, first.id);
 }
 
 async fn every_method_treats_another_users_task_as_missing(app: &TestApp) {
