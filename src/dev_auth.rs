@@ -9,9 +9,6 @@ use anyhow::{Context, bail};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use tool_service::db::DatabaseUrl;
 
-/// How long `taskagent token` tokens last unless `--hours` says otherwise.
-const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
-
 /// A variable, trimmed; `None` when unset or blank.
 pub fn env(name: &str) -> Option<String> {
     std::env::var(name)
@@ -87,44 +84,19 @@ pub fn mint(secret: &str, user: &str, ttl: Duration) -> anyhow::Result<String> {
 /// The longest lifetime `taskagent token` gives a token: ten years.
 const MAX_HOURS: f64 = 87_600.0;
 
-/// `--user ID` (required) and `--hours N` from `args`.
-pub fn user_and_hours(args: &[String]) -> anyhow::Result<(String, Duration, Vec<String>)> {
-    let mut user = None;
-    let mut ttl = DEFAULT_TTL;
-    let mut rest = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--user" => user = args.next().cloned(),
-            "--hours" => {
-                let hours: f64 = args
-                    .next()
-                    .context("--hours needs a number")?
-                    .parse()
-                    .context("--hours needs a number")?;
-                ttl = Some(hours)
-                    .filter(|h| *h > 0.0 && *h <= MAX_HOURS)
-                    .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
-                    .with_context(|| {
-                        format!("--hours must be more than 0 and at most {MAX_HOURS}")
-                    })?;
-            }
-            _ => rest.push(arg.clone()),
-        }
-    }
-    let user = user
-        .filter(|u| !u.trim().is_empty())
-        .context("--user ID is required")?;
-    Ok((user, ttl, rest))
+/// `--hours N`: more than 0 and at most [`MAX_HOURS`], fractions allowed.
+pub fn hours(raw: &str) -> Result<Duration, String> {
+    let out_of_range = || format!("hours must be a number more than 0 and at most {MAX_HOURS}");
+    let hours: f64 = raw.trim().parse().map_err(|_| out_of_range())?;
+    Some(hours)
+        .filter(|h| *h > 0.0 && *h <= MAX_HOURS)
+        .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
+        .ok_or_else(out_of_range)
 }
 
 /// `taskagent token --user ID [--hours N]`.
-pub fn token_command(args: &[String]) -> anyhow::Result<()> {
-    let (user, ttl, rest) = user_and_hours(args)?;
-    if !rest.is_empty() {
-        bail!("unexpected arguments: {}", rest.join(" "));
-    }
-    println!("{}", mint(&signing_secret()?, &user, ttl)?);
+pub fn token_command(args: &crate::UserArgs) -> anyhow::Result<()> {
+    println!("{}", mint(&signing_secret()?, &args.user, args.hours)?);
     Ok(())
 }
 
@@ -134,16 +106,9 @@ mod tests {
 
     #[test]
     fn token_lifetimes_are_checked_not_panicked_on() {
-        let args = |hours: &str| -> Vec<String> {
-            ["--user", "demo", "--hours", hours]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        };
-        for bad in ["-1", "0", "1e20", "NaN", "inf", "soon"] {
-            assert!(user_and_hours(&args(bad)).is_err(), "{bad}");
+        for bad in ["-1", "0", "1e20", "NaN", "inf", "soon", ""] {
+            assert!(hours(bad).is_err(), "{bad}");
         }
-        let (_, ttl, _) = user_and_hours(&args("1.5")).unwrap();
-        assert_eq!(ttl, Duration::from_secs(5400));
+        assert_eq!(hours("1.5"), Ok(Duration::from_secs(5400)));
     }
 }

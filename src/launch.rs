@@ -130,18 +130,24 @@ fn print_banner(
 }
 
 /// `taskagent chat --user ID [MESSAGE]`: one message, or a prompt loop.
-pub async fn chat_command(args: &[String]) -> anyhow::Result<()> {
-    let (user, ttl, words) = dev_auth::user_and_hours(args)?;
-    let token = dev_auth::mint(&dev_auth::signing_secret()?, &user, ttl)?;
+pub async fn chat_command(args: &crate::UserArgs, words: &[String]) -> anyhow::Result<()> {
+    let user = &args.user;
+    let token = dev_auth::mint(&dev_auth::signing_secret()?, user, args.hours)?;
     let gateway = env("GATEWAY_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-    let url = format!("http://{gateway}/api/{user}/chat");
+    // The user id is one path segment, percent-encoded whatever it holds.
+    let mut url = reqwest::Url::parse(&format!("http://{gateway}/"))
+        .with_context(|| format!("GATEWAY_ADDR {gateway:?} is not a host:port"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("GATEWAY_ADDR {gateway:?} is not a host:port"))?
+        .clear()
+        .extend(["api", user, "chat"]);
     let http =
         taskagent_common::http::client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?;
     let mut conversation_id: Option<i64> = None;
     let mut send = async |message: &str| -> anyhow::Result<()> {
         let body = json!({"message": message, "conversation_id": conversation_id});
         let response = http
-            .post(&url)
+            .post(url.clone())
             .bearer_auth(&token)
             .json(&body)
             .send()
@@ -187,13 +193,9 @@ pub async fn chat_command(args: &[String]) -> anyhow::Result<()> {
 /// `ID`, for desktop clients. Uses tool-service at `TOOL_SERVICE_URL`, or,
 /// when that is unset, one started in this process on `DATABASE_URL` (the
 /// default SQLite file). Logs go to stderr; stdout carries only MCP.
-pub async fn mcp_command(args: &[String]) -> anyhow::Result<()> {
+pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
     use rmcp::ServiceExt;
 
-    let (user, _, rest) = dev_auth::user_and_hours(args)?;
-    if !rest.is_empty() {
-        bail!("unexpected arguments: {}", rest.join(" "));
-    }
     let mut tool_config = tool_service::Config::from_lookup(with_defaults(vec![
         ("TOOL_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
         ("LOG_LEVEL", "WARN".to_owned()),
@@ -220,7 +222,7 @@ pub async fn mcp_command(args: &[String]) -> anyhow::Result<()> {
     let tools = gateway::mcp::select_tools(mcp.read_only, mcp.tools.as_deref())
         .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
     let backend = std::sync::Arc::new(taskagent_tools::GrpcTasks::new(channel));
-    let server = gateway::mcp::TaskToolsServer::new(backend, tools, Some(user));
+    let server = gateway::mcp::TaskToolsServer::new(backend, tools, Some(user.to_owned()));
     let running = server.serve(rmcp::transport::stdio()).await?;
     running.waiting().await?;
     let _ = stop.send(true);

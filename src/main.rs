@@ -16,45 +16,83 @@ mod dev_auth;
 mod launch;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use taskagent_common::telemetry;
 use tool_service::config::Config;
 use tool_service::db;
 
-const USAGE: &str = "\
-usage: taskagent [command]
+/// Runs tool-service, agent-service and the gateway in one process (no
+/// command), or one of the tools below.
+#[derive(Parser)]
+#[command(
+    name = "taskagent",
+    version,
+    after_help = "Configuration is read from the environment; see README.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-commands:
-  (none)                       run tool-service, agent-service and the gateway in one process
-  token --user ID [--hours N]  print a token for user ID (JWT_SECRET, BETTER_AUTH_SECRET or the development secret)
-  chat --user ID [MESSAGE]     send MESSAGE (or chat interactively) through the gateway at GATEWAY_ADDR
-  migrate                      apply pending database migrations to DATABASE_URL and exit
-  mcp --user ID                serve the task tools over MCP on stdio for user ID (desktop MCP clients)
-  probe URL                    exit 0 when GET URL answers 2xx within 5 s (container health checks)
-  help                         show this text
+#[derive(Subcommand)]
+enum Command {
+    /// Print a token for a user, signed with JWT_SECRET, BETTER_AUTH_SECRET or the development secret
+    Token {
+        #[command(flatten)]
+        user: UserArgs,
+    },
+    /// Send MESSAGE (or chat interactively) through the gateway at GATEWAY_ADDR
+    Chat {
+        #[command(flatten)]
+        user: UserArgs,
+        /// The message; without one, a prompt loop
+        message: Vec<String>,
+    },
+    /// Apply pending database migrations to DATABASE_URL and exit
+    Migrate,
+    /// Serve the task tools over MCP on stdio for a user (desktop MCP clients)
+    Mcp {
+        /// The user the tools act for
+        #[arg(long, value_parser = user_id)]
+        user: String,
+    },
+    /// Exit 0 when GET URL answers 2xx within 5 s (container health checks)
+    Probe {
+        /// The health endpoint, e.g. http://127.0.0.1:8000/health
+        url: String,
+    },
+}
 
-Configuration is read from the environment; see README.md.";
+/// Who a token is for and how long it lasts.
+#[derive(clap::Args)]
+pub struct UserArgs {
+    /// The user (the token's `sub`): up to 255 bytes of any text
+    #[arg(long, value_parser = user_id)]
+    pub user: String,
+    /// Hours the token is valid: more than 0, at most 87600 (ten years)
+    #[arg(long, default_value = "24", allow_negative_numbers = true, value_parser = dev_auth::hours)]
+    pub hours: Duration,
+}
+
+fn user_id(raw: &str) -> Result<String, String> {
+    taskagent_common::user::user_id(raw)
+        .map(str::to_owned)
+        .ok_or_else(|| "a user id is 1 to 255 bytes of text without control characters".to_owned())
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     // TLS everywhere in this process is rustls with ring (no aws-lc).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
+    let result = match Cli::parse().command {
         None => launch::run_all().await,
-        Some("migrate") if args.len() == 1 => migrate().await,
-        Some("token") => dev_auth::token_command(&args[1..]),
-        Some("chat") => launch::chat_command(&args[1..]).await,
-        Some("mcp") => launch::mcp_command(&args[1..]).await,
-        Some("probe") if args.len() == 2 => probe(&args[1]).await,
-        Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some(_) => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Some(Command::Migrate) => migrate().await,
+        Some(Command::Token { user }) => dev_auth::token_command(&user),
+        Some(Command::Chat { user, message }) => launch::chat_command(&user, &message).await,
+        Some(Command::Mcp { user }) => launch::mcp_command(&user).await,
+        Some(Command::Probe { url }) => probe(&url).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,10 +82,10 @@ fn runs_from_an_empty_folder_and_a_chat_adds_a_task() {
         "a JWT"
     );
 
-    let chat = |message: &str| {
+    let chat = |user: &str, message: &str| {
         let output = taskagent(dir.path())
             .env("GATEWAY_ADDR", &gateway)
-            .args(["chat", "--user", "demo", message])
+            .args(["chat", "--user", user, message])
             .output()
             .unwrap();
         assert!(
@@ -95,9 +95,24 @@ fn runs_from_an_empty_folder_and_a_chat_adds_a_task() {
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    assert!(chat("add buy milk").starts_with("Added \"buy milk\""));
-    let listed = chat("show my tasks");
+    assert!(chat("demo", "add buy milk").starts_with("Added \"buy milk\""));
+    let listed = chat("demo", "show my tasks");
     assert!(listed.contains("buy milk"), "{listed}");
+    // Any user id an issuer can produce, and any text a person types.
+    for (user, title) in [
+        ("ünï", "crème brûlée"),
+        ("josé", "🥛 milk 🥛"),
+        ("買い物", "買い物に行く"),
+    ] {
+        let added = chat(user, &format!("add {title}"));
+        assert!(added.contains(title), "{user}: {added}");
+        let listed = chat(user, "show my tasks");
+        assert!(listed.contains(title), "{user}: {listed}");
+        assert!(
+            !listed.contains("buy milk"),
+            "{user} sees only their own tasks"
+        );
+    }
 
     // The curl line works as printed (its token included).
     let curl = banner.iter().find(|l| l.starts_with("  curl ")).unwrap();
@@ -131,4 +146,63 @@ fn runs_from_an_empty_folder_and_a_chat_adds_a_task() {
     .unwrap();
     assert_eq!(response.as_u16(), 200);
     drop(launcher);
+}
+
+/// Runs `program` with `args` and nothing configured: its exit code and
+/// what it printed (stdout, then stderr).
+fn run(program: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn every_command_line_explains_itself_and_refuses_nonsense() {
+    let launcher = std::path::Path::new(env!("CARGO_BIN_EXE_taskagent"));
+    for args in [
+        &["--help"][..],
+        &["token", "--help"],
+        &["chat", "--user", "demo", "--help"],
+        &["mcp", "--help"],
+        &["migrate", "--help"],
+        &["probe", "--help"],
+    ] {
+        let (code, text) = run(launcher, args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        assert!(text.contains("Usage: taskagent"), "{args:?}: {text}");
+    }
+    for name in ["tool-service", "agent-service", "gateway"] {
+        let binary = taskagent_testkit::workspace_binary(name);
+        let (code, text) = run(&binary, &["--help"]);
+        assert_eq!(code, 0, "{name}: {text}");
+        assert!(text.contains(&format!("Usage: {name}")), "{name}: {text}");
+        assert!(text.contains("environment"), "{name}: {text}");
+        let (code, text) = run(&binary, &["--port", "1"]);
+        assert_eq!(code, 2, "{name}: {text}");
+    }
+    for (args, expected) in [
+        (
+            &["token", "--user", "demo", "--hours", "-1"][..],
+            "more than 0",
+        ),
+        (
+            &["token", "--user", "demo", "--hours", "1e9"],
+            "at most 87600",
+        ),
+        (&["token", "--user", "demo", "--hours", "soon"], "a number"),
+        (&["token", "--user", "  "], "user id"),
+        (&["token"], "--user"),
+        (&["fly"], "unrecognized subcommand"),
+    ] {
+        let (code, text) = run(launcher, args);
+        assert_eq!(code, 2, "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
 }

@@ -30,14 +30,7 @@ impl AgentApi {
 
 /// The user a call acts for, from `x-user-id`.
 fn caller<T>(request: &Request<T>) -> Result<String, AgentError> {
-    request
-        .metadata()
-        .get("x-user-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|id| !id.is_empty() && id.len() <= 255 && !id.chars().any(char::is_control))
-        .map(str::to_owned)
-        .ok_or(AgentError::Unauthenticated)
+    taskagent_common::user::user_of(request.metadata()).ok_or(AgentError::Unauthenticated)
 }
 
 impl From<Event> for chat_event::Event {

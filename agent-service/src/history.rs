@@ -33,10 +33,8 @@ pub struct History {
 /// `message` as a request for `user` that must be answered by `deadline`.
 fn as_user<T>(user: &str, message: T, deadline: Instant) -> Result<Request<T>, AgentError> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "x-user-id",
-        user.parse().map_err(|_| AgentError::Unauthenticated)?,
-    );
+    taskagent_common::user::set_user(request.metadata_mut(), user)
+        .ok_or(AgentError::Unauthenticated)?;
     let left = deadline.saturating_duration_since(Instant::now());
     request.set_timeout(left.max(Duration::from_millis(1)));
     Ok(request)

@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
     let logging = |c: &Config| (c.log_level.clone(), c.log_format);
     run_binary(
         "agent-service",
+        "taskagent agent-service: chat turns with the model, whose tools are tool-service calls, over gRPC (AgentService)",
         Config::from_env(),
         logging,
         async |config| {

@@ -6,6 +6,7 @@ pub mod grpc;
 pub mod health;
 pub mod http;
 pub mod telemetry;
+pub mod user;
 
 /// An error and its sources on one line, for logs and start-up messages.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -26,12 +27,14 @@ pub fn is_idempotency_key(key: &[u8]) -> bool {
     (1..=255).contains(&key.len()) && key.iter().all(|b| (0x20..=0x7e).contains(b))
 }
 
-/// The way every service binary runs: its configuration (a bad variable is
+/// The way every service binary runs: `--help` and `--version` on its
+/// command line (nothing else: its configuration is the environment's), its configuration (a bad variable is
 /// one line on stderr and exit 1), rustls with ring as the process's TLS
 /// provider, logging, then `run` until it ends; a failure is logged once and
 /// exits 1.
 pub async fn run_binary<C, F>(
-    name: &str,
+    name: &'static str,
+    about: &'static str,
     config: Result<C, env::ConfigError>,
     logging: impl FnOnce(&C) -> (String, telemetry::LogFormat),
     run: impl FnOnce(C) -> F,
@@ -39,6 +42,13 @@ pub async fn run_binary<C, F>(
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
+    clap::Command::new(name)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(about)
+        .after_help(
+            "Configuration is read from the environment: see README.md, section Configuration.",
+        )
+        .get_matches();
     let config = match config {
         Ok(config) => config,
         Err(error) => {

@@ -118,7 +118,7 @@ impl Authenticator {
             .into_iter()
             .flatten()
             .find_map(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                Value::String(s) => taskagent_common::user::user_id(&s).map(str::to_owned),
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })

@@ -62,10 +62,7 @@ pub fn grpc_request<T>(
 ) -> Result<tonic::Request<T>, ApiError> {
     let mut request = tonic::Request::new(message);
     let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-user-id",
-        user.parse().map_err(|_| ApiError::NotAuthenticated)?,
-    );
+    taskagent_common::user::set_user(metadata, user).ok_or(ApiError::NotAuthenticated)?;
     if let Some(id) = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())

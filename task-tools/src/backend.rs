@@ -59,10 +59,8 @@ impl GrpcTasks {
 /// `message` as a request made for `user`.
 fn as_user<T>(user: &str, message: T) -> Result<Request<T>, ToolError> {
     let mut request = Request::new(message);
-    let value = user
-        .parse()
-        .map_err(|_| ToolError("Invalid user identity".to_owned()))?;
-    request.metadata_mut().insert("x-user-id", value);
+    taskagent_common::user::set_user(request.metadata_mut(), user)
+        .ok_or_else(|| ToolError("Invalid user identity".to_owned()))?;
     Ok(request)
 }
 

@@ -152,12 +152,16 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// `message` as a request made for `user` (the `x-user-id` metadata key).
+/// `message` as a request made for `user` (the `x-user-id` metadata key);
+/// a `user` that is not a valid id is sent as it is, for tests of refusals.
 pub fn as_user<T>(user: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-user-id", user.parse().expect("ascii user id"));
+    if taskagent_common::user::set_user(request.metadata_mut(), user).is_none() {
+        request.metadata_mut().insert(
+            taskagent_common::user::USER_ID_METADATA,
+            user.parse().expect("an ASCII user id"),
+        );
+    }
     request
 }
 
@@ -189,4 +193,20 @@ pub fn assert_error<T: std::fmt::Debug>(
     let info = status.get_details_error_info().expect("ErrorInfo attached");
     assert_eq!(info.reason, reason);
     assert_eq!(info.domain, "taskagent.v1");
+}
+
+/// A binary of this workspace, for tests that run it as a process:
+/// `$NAME_BIN` (as `.ci/run` sets for the Python clients), else the one
+/// built beside the running test binary (so `CARGO_TARGET_DIR` is honoured).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let var = format!("{}_BIN", name.to_ascii_uppercase().replace('-', "_"));
+    if let Ok(path) = std::env::var(var) {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("target folder")
+        .join(name)
 }

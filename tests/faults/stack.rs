@@ -21,21 +21,6 @@ use taskagent_testkit::model::ScriptedModel;
 /// The HS256 secret of the test gateway.
 const SECRET: &str = "a-fault-test-secret-of-at-least-32-chars";
 
-/// A service binary of this workspace: `$NAME_BIN` (as `.ci/run` sets for
-/// the Python clients), else beside the test binary's own folder.
-fn binary(name: &str) -> PathBuf {
-    let var = format!("{}_BIN", name.to_ascii_uppercase().replace('-', "_"));
-    if let Ok(path) = std::env::var(var) {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/faults-<hash> -> target/<profile>/<name>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target folder")
-        .join(name)
-}
-
 /// A free port on 127.0.0.1 (bound, then released for the service).
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -68,7 +53,7 @@ impl Service {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(binary(self.name))
+        let child = Command::new(taskagent_testkit::workspace_binary(self.name))
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LOG_LEVEL", "warn")

@@ -10,8 +10,6 @@ pub const TITLE_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 1000;
 /// Longest idempotency key, in characters.
 pub const REQUEST_ID_MAX_CHARS: usize = 128;
-/// Longest user id accepted from metadata, in bytes.
-pub const USER_ID_MAX_BYTES: usize = 255;
 /// Longest stored message text, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 200_000;
 
@@ -22,10 +20,7 @@ pub struct UserId(String);
 impl UserId {
     /// A user id: trimmed, not blank, at most 255 bytes, no control characters.
     pub fn parse(raw: &str) -> Option<Self> {
-        let id = raw.trim();
-        let ok =
-            !id.is_empty() && id.len() <= USER_ID_MAX_BYTES && !id.chars().any(char::is_control);
-        ok.then(|| Self(id.to_owned()))
+        taskagent_common::user::user_id(raw).map(|id| Self(id.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

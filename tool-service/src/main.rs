@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
     let logging = |c: &Config| (c.log_level.clone(), c.log_format);
     run_binary(
         "tool-service",
+        "taskagent tool-service: the tasks and conversations, over gRPC (TaskService, ConversationService)",
         Config::from_env(),
         logging,
         async |config| {

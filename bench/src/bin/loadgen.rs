@@ -146,9 +146,7 @@ fn mint(secret: &str, user: &str) -> String {
 
 fn as_user<T>(user: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    if let Ok(value) = user.parse() {
-        request.metadata_mut().insert("x-user-id", value);
-    }
+    taskagent_common::user::set_user(request.metadata_mut(), user);
     request
 }
 

@@ -235,3 +235,50 @@ async fn jwks_eddsa_keys_work_and_rotate_and_hs256_with_the_public_key_is_refuse
     assert_eq!(status, 401, "the retired key no longer works");
     edge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_subject_an_issuer_can_produce_works_on_every_route() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    let edge = Edge::start(&db, &model, &[], &[]).await;
+    let longest = "買".repeat(85); // 255 bytes
+    for user in ["josé", "ünï", "100%", "a b", longest.as_str()] {
+        let path = percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+        let alice = token(user);
+        let (status, _, body) = edge
+            .get(&format!("/api/{path}/conversations"), Some(&alice))
+            .await;
+        assert_eq!(status, 200, "{user}: {body}");
+        let (status, _, body) = edge
+            .post(
+                &format!("/api/{path}/chat"),
+                Some(&alice),
+                json!({"message": "hello"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{user}: {body}");
+        let (status, _, body) = edge
+            .get(&format!("/api/{path}/conversations"), Some(&alice))
+            .await;
+        let conversations = body["conversations"].as_array().unwrap();
+        assert_eq!(
+            conversations.len(),
+            1,
+            "{user} has one conversation: {status} {body}"
+        );
+        // The path names the token's user, or it is refused.
+        let (status, _, _) = edge
+            .get("/api/jos%C3%A9x/conversations", Some(&alice))
+            .await;
+        assert_eq!(status, 403, "{user}");
+    }
+    let too_long = "x".repeat(256);
+    let (status, _, _) = edge
+        .get(
+            &format!("/api/{too_long}/conversations"),
+            Some(&token(&too_long)),
+        )
+        .await;
+    assert_eq!(status, 401, "a subject that is not a user id");
+    edge.stop().await;
+}

@@ -18,20 +18,14 @@ pub use self::tasks::TaskApi;
 use crate::domain::UserId;
 use crate::error::{Error, ValidationError};
 
-/// Metadata key carrying the verified user id, set by the gateway or
-/// agent-service.
-pub const USER_ID_METADATA: &str = "x-user-id";
-
 /// Default and largest `page_size`.
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 1000;
 
 /// The user a call acts for; missing, blank or unreadable is UNAUTHENTICATED.
 pub fn caller<T>(request: &Request<T>) -> Result<UserId, Error> {
-    request
-        .metadata()
-        .get(USER_ID_METADATA)
-        .and_then(|value| value.to_str().ok())
+    taskagent_common::user::user_of(request.metadata())
+        .as_deref()
         .and_then(UserId::parse)
         .ok_or(Error::Unauthenticated)
 }
