@@ -4,6 +4,9 @@
 //! from the token; `exp` is required (and `iss` / `aud` when configured),
 //! `nbf` checked, 30 s of leeway; tokens over 8 KB are refused unread; a
 //! `crit` header is refused; `jku`, `x5u` and `jwk` headers are ignored.
+//! The key set comes over https (http only on loopback), at most 256 KB of
+//! it, fetched again for an unknown `kid` (at most every 30 s) and after
+//! 10 minutes in any case.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,6 +25,11 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const LEEWAY_SECS: u64 = 30;
 /// An unknown `kid` refetches the key set at most this often.
 pub const JWKS_REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// The key set is fetched again after this long anyway, so that a key the
+/// issuer removed stops being trusted.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+/// Largest key set read, in bytes.
+pub const JWKS_MAX_BYTES: usize = 256 * 1024;
 
 /// The verified user of an HTTP request, put in its extensions by the
 /// gateway's bearer check before the handler runs (and before the body is
@@ -61,7 +69,7 @@ struct Claims {
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, String> {
         let jwks = match &config.jwks_url {
-            Some(url) => Some(Jwks::new(url.clone())?),
+            Some(url) => Some(Jwks::new(url, JWKS_REFETCH_AFTER, JWKS_MAX_AGE)?),
             None => None,
         };
         Ok(Self {
@@ -140,30 +148,58 @@ impl Authenticator {
     }
 }
 
-/// A cached JSON Web Key Set.
+/// A cached JSON Web Key Set, fetched over https (http only on loopback).
 struct Jwks {
-    url: String,
+    url: reqwest::Url,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
     /// When the set was last fetched; also serialises refetches.
     fetched: Mutex<Option<Instant>>,
+    refetch_after: Duration,
+    max_age: Duration,
 }
 
 impl Jwks {
-    fn new(url: String) -> Result<Self, String> {
+    fn new(url: &str, refetch_after: Duration, max_age: Duration) -> Result<Self, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("JWKS URL {url:?}: {e}"))?;
+        let loopback = match url.host_str() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        };
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(format!(
+                "JWKS URL {url}: keys must come over https (http only on loopback)"
+            ));
+        }
         Ok(Self {
             url,
             http: taskagent_common::http::client(Duration::from_secs(5))?,
             keys: RwLock::default(),
             fetched: Mutex::new(None),
+            refetch_after,
+            max_age,
         })
     }
 
+    /// Fetches the set first when it is older than its maximum age.
+    async fn refresh_if_old(&self) {
+        let fetched = *self.fetched.lock().await;
+        if fetched.is_some_and(|at| at.elapsed() >= self.max_age) {
+            self.refetch(self.max_age).await;
+        }
+    }
+
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), AuthError> {
+        self.refresh_if_old().await;
         if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(key.clone());
         }
-        self.refetch().await;
+        self.refetch(self.refetch_after).await;
         self.keys
             .read()
             .await
@@ -174,8 +210,9 @@ impl Jwks {
 
     /// A token without `kid` is accepted only when the set has one key.
     async fn only_key(&self) -> Result<(DecodingKey, Algorithm), AuthError> {
+        self.refresh_if_old().await;
         if self.keys.read().await.is_empty() {
-            self.refetch().await;
+            self.refetch(self.refetch_after).await;
         }
         let keys = self.keys.read().await;
         match keys.values().next() {
@@ -184,10 +221,11 @@ impl Jwks {
         }
     }
 
-    /// Fetches the set again, unless that happened less than 30 s ago.
-    async fn refetch(&self) {
+    /// Fetches the set again, unless that happened less than `interval`
+    /// ago (then a concurrent caller just did).
+    async fn refetch(&self, interval: Duration) {
         let mut fetched = self.fetched.lock().await;
-        if fetched.is_some_and(|at| at.elapsed() < JWKS_REFETCH_AFTER) {
+        if fetched.is_some_and(|at| at.elapsed() < interval) {
             return;
         }
         *fetched = Some(Instant::now());
@@ -203,9 +241,9 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, (DecodingKey, Algorithm)>, String> {
-        let response = self
+        let mut response = self
             .http
-            .get(&self.url)
+            .get(self.url.clone())
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -213,7 +251,14 @@ impl Jwks {
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status().as_u16()));
         }
-        let set: JwkSet = response.json().await.map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                return Err(format!("key set over {JWKS_MAX_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let (Some(kid), false) = (
@@ -249,5 +294,78 @@ impl Jwks {
             }
         }
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn key_sets_come_over_https_except_on_loopback() {
+        let jwks = |url: &str| Jwks::new(url, JWKS_REFETCH_AFTER, JWKS_MAX_AGE).map(|_| ());
+        for ok in [
+            "https://auth.example.com/api/auth/jwks",
+            "http://127.0.0.1:3000/api/auth/jwks",
+            "http://localhost:3000/jwks",
+            "http://[::1]:3000/jwks",
+        ] {
+            assert!(jwks(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://auth.example.com/api/auth/jwks",
+            "http://10.0.0.5/jwks",
+            "ftp://127.0.0.1/jwks",
+            "not a url",
+        ] {
+            assert!(jwks(refused).is_err(), "{refused}");
+        }
+    }
+
+    /// Serves whatever `body` holds at `/jwks`.
+    async fn key_server(body: Arc<std::sync::Mutex<String>>) -> String {
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let body = body.lock().unwrap().clone();
+                async move { body }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/jwks")
+    }
+
+    #[tokio::test]
+    async fn a_removed_key_stops_being_trusted_and_huge_sets_are_not_read() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = json!({"kty": "OKP", "crv": "Ed25519", "kid": "a", "alg": "EdDSA",
+                         "x": "Nt0yeM85z0HT363vnknoryE7IQI16YggBsE6T5AYbKw"});
+        let body = Arc::new(std::sync::Mutex::new(json!({ "keys": [key] }).to_string()));
+        let url = key_server(body.clone()).await;
+        // No unknown kid refetches within the test: only the age does.
+        let jwks = Jwks::new(&url, Duration::from_secs(3600), Duration::from_millis(200)).unwrap();
+        assert!(jwks.key("a").await.is_ok());
+
+        // A set too big to be a key set is not read; the keys known stay.
+        *body.lock().unwrap() = format!(
+            r#"{{"keys": [], "padding": "{}"}}"#,
+            "x".repeat(JWKS_MAX_BYTES)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(jwks.key("a").await.is_ok());
+
+        // The issuer removes the key: after the maximum age it is refused
+        // even though no unknown kid asked for a refetch.
+        *body.lock().unwrap() = json!({"keys": []}).to_string();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(jwks.key("a").await.is_err());
     }
 }
