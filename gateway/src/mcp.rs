@@ -8,20 +8,127 @@
 //! `{"status": "error", "error": "Task not found"}` (as structured content and
 //! as text), so the client's model can act on them; protocol errors are only
 //! for protocol problems such as an unknown tool.
+//!
+//! Before rmcp sees a request, [`front_door`] answers what it would answer
+//! badly (a body that is not JSON is a JSON-RPC parse error, not a text
+//! 415; a batch, which MCP no longer has, is an invalid request) and charges
+//! each `tools/call` to the user's rate budget, the one chats spend.
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
     ToolAnnotations,
 };
+use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use serde_json::Value;
+use serde_json::{Value, json};
 use taskagent_tools::{TaskBackend, ToolSpec};
 
 use crate::auth::AuthenticatedUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The methods of MCP's requests: a request rmcp could not read under one of
+/// these names had bad params, not an unknown method.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+/// A JSON-RPC error answer, as HTTP `status`.
+fn rpc_error(
+    status: StatusCode,
+    id: Value,
+    code: ErrorCode,
+    message: &str,
+    data: Option<Value>,
+) -> Response {
+    let mut error = json!({"code": code.0, "message": message});
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    (
+        status,
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": error})),
+    )
+        .into_response()
+}
+
+/// What `/mcp` gets before rmcp: see the module's documentation.
+pub async fn front_door(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::startup::MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large".to_owned(),
+            )
+            .into_response();
+        }
+    };
+    let message: Value = match serde_json::from_slice(&bytes) {
+        Ok(message) => message,
+        Err(error) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                ErrorCode::PARSE_ERROR,
+                &format!("Parse error: {error}"),
+                None,
+            );
+        }
+    };
+    let Value::Object(message) = message else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            ErrorCode::INVALID_REQUEST,
+            "Invalid Request: one JSON-RPC message per request (batches are not supported)",
+            None,
+        );
+    };
+    if message.get("method").and_then(Value::as_str) == Some("tools/call")
+        && let Some(AuthenticatedUser(user)) = parts.extensions.get::<AuthenticatedUser>()
+        && let Err(ApiError::Retry {
+            status,
+            retry_after_secs,
+            detail,
+        }) = state.charge(user)
+    {
+        let id = message.get("id").cloned().unwrap_or(Value::Null);
+        let data = json!({"status": status.as_u16(), "retry_after_secs": retry_after_secs});
+        let mut response = rpc_error(status, id, ErrorCode(-32000), &detail, Some(data));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        return response;
+    }
+    next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes))))
+        .await
+}
 
 /// Which tools are offered: `MCP_READ_ONLY=true` keeps only the read tools,
 /// `MCP_TOOLS` (a comma list) keeps only those named.
@@ -130,6 +237,26 @@ impl ServerHandler for TaskToolsServer {
             CallToolResult::structured(result)
         };
         Ok(response.into())
+    }
+
+    /// rmcp hands over every request it could not read as a "custom" one:
+    /// for MCP's own methods that means invalid params (-32602), for any
+    /// other an unknown method (-32601), each with a message that says so.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let method = request.method;
+        Err(if MCP_METHODS.contains(&method.as_str()) {
+            ErrorData::invalid_params(format!("Invalid params for {method}"), None)
+        } else {
+            ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+                None,
+            )
+        })
     }
 }
 

@@ -105,7 +105,9 @@ impl Application {
             Arc::new(LocalSessionManager::default()),
             mcp_config,
         );
-        let mcp = axum::Router::new().nest_service("/mcp", mcp);
+        let mcp = axum::Router::new().nest_service("/mcp", mcp).layer(
+            axum::middleware::from_fn_with_state(state.clone(), crate::mcp::front_door),
+        );
         Ok(Self {
             listener,
             addr,
