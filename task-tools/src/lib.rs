@@ -74,7 +74,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 "type": "object",
                 "properties": {
                     "title": {"type": "string", "description": "What to do, 1 to 200 characters.", "maxLength": 200},
-                    "description": {"type": "string", "description": "Optional details, up to 1000 characters.", "maxLength": 1000},
+                    "description": {"type": ["string", "null"], "description": "Optional details, up to 1000 characters; null for none.", "maxLength": 1000},
                 },
                 "required": ["title"],
                 "additionalProperties": false,
@@ -91,9 +91,9 @@ pub fn specs() -> Vec<ToolSpec> {
             parameters: json!({
                 "type": "object",
                 "properties": {
-                    "status": {"type": "string", "enum": ["all", "pending", "completed"], "default": "all"},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": LIST_DEFAULT},
-                    "cursor": {"type": "string", "description": "next_cursor of a previous call with the same status."},
+                    "status": {"type": ["string", "null"], "enum": ["all", "pending", "completed", null], "default": "all"},
+                    "limit": {"type": ["integer", "null"], "minimum": 1, "maximum": LIST_MAX, "default": LIST_DEFAULT},
+                    "cursor": {"type": ["string", "null"], "description": "next_cursor of a previous call with the same status; null for the first tasks."},
                 },
                 "additionalProperties": false,
             }),
@@ -153,8 +153,8 @@ pub fn specs() -> Vec<ToolSpec> {
                 "type": "object",
                 "properties": {
                     "task_id": task_id,
-                    "title": {"type": "string", "description": "New title, 1 to 200 characters.", "maxLength": 200},
-                    "description": {"type": "string", "description": "New description; empty to clear it.", "maxLength": 1000},
+                    "title": {"type": ["string", "null"], "description": "New title, 1 to 200 characters; null keeps the title.", "maxLength": 200},
+                    "description": {"type": ["string", "null"], "description": "New description; null keeps it, an empty string clears it.", "maxLength": 1000},
                 },
                 "required": ["task_id"],
                 "additionalProperties": false,
@@ -434,6 +434,49 @@ mod tests {
         assert_eq!(
             hinted(|s| s.idempotent),
             ["list_tasks", "get_task", "complete_task", "delete_task"]
+        );
+    }
+
+    #[test]
+    fn optional_inputs_take_null_for_strict_schema_clients() {
+        for spec in specs() {
+            let required = spec.parameters["required"].as_array().cloned().unwrap_or_default();
+            for (name, schema) in spec.parameters["properties"].as_object().unwrap() {
+                let nullable = schema["type"]
+                    .as_array()
+                    .is_some_and(|types| types.contains(&json!("null")));
+                assert_eq!(
+                    nullable,
+                    !required.contains(&json!(name)),
+                    "{}.{name}: optional exactly when nullable",
+                    spec.name
+                );
+            }
+        }
+        // A strict client sends every field, null for the ones it means to
+        // leave alone: nothing is cleared that was not asked for.
+        assert_eq!(
+            ToolCall::parse("update_task", r#"{"task_id": 3, "title": "oat milk", "description": null}"#),
+            Ok(ToolCall::UpdateTask {
+                task_id: 3,
+                title: Some("oat milk".into()),
+                description: None
+            })
+        );
+        assert_eq!(
+            ToolCall::parse("add_task", r#"{"title": "milk", "description": null}"#),
+            Ok(ToolCall::AddTask {
+                title: "milk".into(),
+                description: None
+            })
+        );
+        assert_eq!(
+            ToolCall::parse("list_tasks", r#"{"status": null, "limit": null, "cursor": null}"#),
+            Ok(ToolCall::ListTasks {
+                status: TaskStatusFilter::All,
+                limit: LIST_DEFAULT,
+                cursor: String::new()
+            })
         );
     }
 
