@@ -23,7 +23,7 @@ import time
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BIN = ROOT / "target" / "debug"
+BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"
 BINARIES = {"taskagent", "tool-service", "agent-service", "gateway"}
 
 

@@ -7,6 +7,8 @@
 # Usage: bench/gateway.sh [seconds per run, default 10].
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Release binaries, wherever cargo puts them (CARGO_TARGET_DIR honoured).
+BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release"
 SECONDS_PER_RUN="${1:-10}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB=taskagent_bench_gateway
@@ -20,12 +22,12 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
-target/release/loadgen model --listen $MODEL >/dev/null & PIDS+=($!); MODEL_PID=$!
-DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=warn target/release/tool-service & PIDS+=($!); TOOL_PID=$!
+$BIN/loadgen model --listen $MODEL >/dev/null & PIDS+=($!); MODEL_PID=$!
+DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=warn $BIN/tool-service & PIDS+=($!); TOOL_PID=$!
 AGENT_SERVICE_ADDR=$AGENT TOOL_SERVICE_URL=http://$TOOLS OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
-  LOG_LEVEL=warn target/release/agent-service & PIDS+=($!); AGENT_PID=$!
+  LOG_LEVEL=warn $BIN/agent-service & PIDS+=($!); AGENT_PID=$!
 GATEWAY_ADDR=$GATEWAY AGENT_SERVICE_URL=http://$AGENT TOOL_SERVICE_URL=http://$TOOLS JWT_SECRET=$SECRET \
-  RATE_LIMIT=100000000 LOG_LEVEL=warn target/release/gateway & PIDS+=($!); GATEWAY_PID=$!
+  RATE_LIMIT=100000000 LOG_LEVEL=warn $BIN/gateway & PIDS+=($!); GATEWAY_PID=$!
 sleep 1.5
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -37,7 +39,7 @@ xacts() { sleep 1.2; psql "$PG/postgres" -Atc "SELECT xact_commit + xact_rollbac
 for c in 8 64; do
   x0=$(xacts)
   g0=$(ticks $GATEWAY_PID); a0=$(ticks $AGENT_PID); t0=$(ticks $TOOL_PID); m0=$(ticks $MODEL_PID); p0=$(pg_ticks)
-  out=$(target/release/loadgen load --addr "http://$GATEWAY" --op http-chat --concurrency $c --seconds "$SECONDS_PER_RUN" --secret $SECRET)
+  out=$($BIN/loadgen load --addr "http://$GATEWAY" --op http-chat --concurrency $c --seconds "$SECONDS_PER_RUN" --secret $SECRET)
   g1=$(ticks $GATEWAY_PID); a1=$(ticks $AGENT_PID); t1=$(ticks $TOOL_PID); m1=$(ticks $MODEL_PID); p1=$(pg_ticks)
   x1=$(xacts)
   echo "$out"
@@ -52,6 +54,6 @@ kill $GATEWAY_PID $AGENT_PID $TOOL_PID; sleep 1
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 
 (cd "$WORK" && exec env -i PATH="$PATH" TOOL_SERVICE_ADDR=127.0.0.1:0 AGENT_SERVICE_ADDR=127.0.0.1:0 GATEWAY_ADDR=127.0.0.1:0 \
-  LOG_LEVEL=warn "$OLDPWD/target/release/taskagent" >/dev/null) & LAUNCHER=$!; PIDS+=($LAUNCHER)
+  LOG_LEVEL=warn "$BIN/taskagent" >/dev/null) & LAUNCHER=$!; PIDS+=($LAUNCHER)
 sleep 3
 echo "launcher idle: $(awk '/^VmRSS/ {printf "%.1fMB", $2/1024}' /proc/$LAUNCHER/status) RSS"

@@ -9,6 +9,8 @@
 # Usage: bench/kill_under_load.sh [seconds, default 30] [AGENT_TIMEOUT, default 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Release binaries, wherever cargo puts them (CARGO_TARGET_DIR honoured).
+BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release"
 SECONDS_TOTAL="${1:-30}"
 AGENT_TIMEOUT="${2:-5}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
@@ -22,16 +24,16 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" 2>/dev/null
 
-start_tools() { DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=error target/release/tool-service & TOOL_PID=$!; PIDS+=($!); }
+start_tools() { DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=error $BIN/tool-service & TOOL_PID=$!; PIDS+=($!); }
 start_agent() { AGENT_SERVICE_ADDR=$AGENT TOOL_SERVICE_URL=http://$TOOLS OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
-  AGENT_TIMEOUT=$AGENT_TIMEOUT LOG_LEVEL=error target/release/agent-service & AGENT_PID=$!; PIDS+=($!); }
-target/release/loadgen model --listen $MODEL >/dev/null & PIDS+=($!)
+  AGENT_TIMEOUT=$AGENT_TIMEOUT LOG_LEVEL=error $BIN/agent-service & AGENT_PID=$!; PIDS+=($!); }
+$BIN/loadgen model --listen $MODEL >/dev/null & PIDS+=($!)
 start_tools; start_agent
 GATEWAY_ADDR=$GATEWAY AGENT_SERVICE_URL=http://$AGENT TOOL_SERVICE_URL=http://$TOOLS JWT_SECRET=$SECRET \
-  AGENT_TIMEOUT=$AGENT_TIMEOUT RATE_LIMIT=100000000 LOG_LEVEL=error target/release/gateway & PIDS+=($!)
+  AGENT_TIMEOUT=$AGENT_TIMEOUT RATE_LIMIT=100000000 LOG_LEVEL=error $BIN/gateway & PIDS+=($!)
 sleep 1.5
 
-target/release/loadgen load --addr "http://$GATEWAY" --op http-chat-retry --concurrency 32 \
+$BIN/loadgen load --addr "http://$GATEWAY" --op http-chat-retry --concurrency 32 \
   --seconds "$SECONDS_TOTAL" --secret $SECRET > /tmp/kill_under_load.out & LOAD=$!
 third=$(( SECONDS_TOTAL / 3 ))
 sleep "$third"; echo "kill -9 agent-service"; kill -9 $AGENT_PID; sleep 1; start_agent

@@ -5,6 +5,8 @@
 # Usage: bench/mcp.sh [seconds per run, default 10].
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Release binaries, wherever cargo puts them (CARGO_TARGET_DIR honoured).
+BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release"
 SECONDS_PER_RUN="${1:-10}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB=taskagent_bench_mcp
@@ -16,8 +18,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=warn target/release/tool-service & PIDS+=($!)
-GATEWAY_ADDR=$GATEWAY TOOL_SERVICE_URL=http://$TOOLS JWT_SECRET=$SECRET LOG_LEVEL=warn target/release/gateway & PIDS+=($!)
+DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$TOOLS LOG_LEVEL=warn $BIN/tool-service & PIDS+=($!)
+GATEWAY_ADDR=$GATEWAY TOOL_SERVICE_URL=http://$TOOLS JWT_SECRET=$SECRET LOG_LEVEL=warn $BIN/gateway & PIDS+=($!)
 sleep 1.5
 psql "$PG/$DB" -q -c "INSERT INTO tasks (user_id, title, completed, created_at, updated_at)
   SELECT 'list-' || u, 'seeded task ' || n, false, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
@@ -25,6 +27,6 @@ psql "$PG/$DB" -q -c "INSERT INTO tasks (user_id, title, completed, created_at, 
 
 for op in create mcp-add list mcp-list; do
   case $op in mcp-*) addr="http://$GATEWAY" ;; *) addr="http://$TOOLS" ;; esac
-  target/release/loadgen load --addr "$addr" --op $op --concurrency 8 --seconds "$SECONDS_PER_RUN" --list-users 64 --secret $SECRET
+  $BIN/loadgen load --addr "$addr" --op $op --concurrency 8 --seconds "$SECONDS_PER_RUN" --list-users 64 --secret $SECRET
 done
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"

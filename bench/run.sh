@@ -4,6 +4,8 @@
 # figures in BENCHMARKS.md come from this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Release binaries, wherever cargo puts them (CARGO_TARGET_DIR honoured).
+BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release"
 SECONDS_PER_RUN="${1:-10}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB=taskagent_bench
@@ -13,7 +15,7 @@ COMPLETE_TASKS=500000
 cargo build --release --workspace --locked -q
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
-DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$ADDR LOG_LEVEL=warn target/release/tool-service &
+DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=$ADDR LOG_LEVEL=warn $BIN/tool-service &
 SERVICE=$!
 trap 'kill $SERVICE 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -48,7 +50,7 @@ pgbench_run() { # name concurrency pgbench-script-args...
 
 for c in 1 8 32; do
   for op in health create list complete mix; do
-    target/release/loadgen load --addr "http://$ADDR" --op $op --concurrency $c --seconds "$SECONDS_PER_RUN" \
+    $BIN/loadgen load --addr "http://$ADDR" --op $op --concurrency $c --seconds "$SECONDS_PER_RUN" \
       --complete-ids "$LOW-$HIGH" --list-users 64
     echo -n "  tool-service memory: "; rss
   done
@@ -60,5 +62,5 @@ done
 
 echo -n "tool-service memory at the end: "; rss
 kill $SERVICE; wait $SERVICE || true
-target/release/loadgen startup --bin target/release/tool-service --runs 20
+$BIN/loadgen startup --bin $BIN/tool-service --runs 20
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"

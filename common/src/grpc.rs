@@ -57,11 +57,15 @@ pub async fn serve(
     spec: &ServeSpec<'_>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let mut v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for set in spec.descriptor_sets {
+    // The error details every service sends (google.rpc.ErrorInfo) are
+    // described too, so that grpcurl and friends can print them.
+    let shared = [
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ];
+    let mut v1 = tonic_reflection::server::Builder::configure();
+    let mut v1alpha = tonic_reflection::server::Builder::configure();
+    for set in shared.iter().chain(spec.descriptor_sets) {
         v1 = v1.register_encoded_file_descriptor_set(set);
         v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
     }
@@ -80,6 +84,19 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(v1.build_v1()?)
         .add_service(v1alpha.build_v1alpha()?);
+    let served = spec
+        .health_names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let routes = tonic::service::Routes::from(routes.routes().into_axum_router().fallback(
+        move |uri: tonic::codegen::http::Uri| {
+            let message = format!("unknown method {}: this server runs {served}", uri.path());
+            async move { tonic::Status::unimplemented(message).into_http::<tonic::body::Body>() }
+        },
+    ));
 
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
@@ -88,7 +105,7 @@ pub async fn serve(
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             MAX_CONCURRENT_CALLS,
         ))
-        .add_routes(routes.routes())
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async {
             let _ = serving_stopped.await;
         });

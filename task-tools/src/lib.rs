@@ -440,7 +440,10 @@ mod tests {
     #[test]
     fn optional_inputs_take_null_for_strict_schema_clients() {
         for spec in specs() {
-            let required = spec.parameters["required"].as_array().cloned().unwrap_or_default();
+            let required = spec.parameters["required"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             for (name, schema) in spec.parameters["properties"].as_object().unwrap() {
                 let nullable = schema["type"]
                     .as_array()
@@ -456,7 +459,10 @@ mod tests {
         // A strict client sends every field, null for the ones it means to
         // leave alone: nothing is cleared that was not asked for.
         assert_eq!(
-            ToolCall::parse("update_task", r#"{"task_id": 3, "title": "oat milk", "description": null}"#),
+            ToolCall::parse(
+                "update_task",
+                r#"{"task_id": 3, "title": "oat milk", "description": null}"#
+            ),
             Ok(ToolCall::UpdateTask {
                 task_id: 3,
                 title: Some("oat milk".into()),
@@ -471,7 +477,10 @@ mod tests {
             })
         );
         assert_eq!(
-            ToolCall::parse("list_tasks", r#"{"status": null, "limit": null, "cursor": null}"#),
+            ToolCall::parse(
+                "list_tasks",
+                r#"{"status": null, "limit": null, "cursor": null}"#
+            ),
             Ok(ToolCall::ListTasks {
                 status: TaskStatusFilter::All,
                 limit: LIST_DEFAULT,

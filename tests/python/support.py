@@ -8,9 +8,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def binary(name: str) -> str:
-    """The binary `name`, from `<NAME>_BIN` (e.g. TOOL_SERVICE_BIN) or target/debug."""
+    """The binary `name`, from `<NAME>_BIN` (e.g. TOOL_SERVICE_BIN), else
+    the debug build in CARGO_TARGET_DIR (default: target)."""
     variable = name.upper().replace("-", "_") + "_BIN"
-    return os.environ.get(variable, str(ROOT / "target" / "debug" / name))
+    target = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+    return os.environ.get(variable, str(target / "debug" / name))
 
 
 def free_port() -> int:

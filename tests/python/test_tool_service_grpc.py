@@ -92,7 +92,22 @@ def test_create_task_through_reflection(channel):
         create(request_class(title="x" * 201), metadata=[("x-user-id", "python-user")], timeout=5)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details() == "Title exceeds 200 characters"
+    # Its google.rpc.ErrorInfo is readable with what reflection describes.
+    details = dict(error.value.trailing_metadata())["grpc-status-details-bin"]
+    status = message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status")).FromString(details)
+    error_info = message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.ErrorInfo"))()
+    assert status.details[0].Unpack(error_info)
+    assert (error_info.reason, error_info.domain) == ("TITLE_TOO_LONG", "taskagent.v1")
 
     with pytest.raises(grpc.RpcError) as error:
         create(request_class(title="no user"), timeout=5)
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_service_this_server_does_not_run_is_unimplemented_with_a_reason(channel):
+    chat = channel.unary_unary("/taskagent.v1.AgentService/Chat")
+    with pytest.raises(grpc.RpcError) as error:
+        chat(b"", timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "/taskagent.v1.AgentService/Chat" in error.value.details()
+    assert "taskagent.v1.TaskService" in error.value.details()
