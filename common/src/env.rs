@@ -46,13 +46,16 @@ impl Env<'_> {
             .map_err(|e| ConfigError::new(var, format!("cannot use {value:?}: {e}")))
     }
 
-    /// A positive number of seconds (fractions allowed).
+    /// A positive number of seconds (fractions allowed), at most a year: a
+    /// longer one is a typo, and would overflow the clock arithmetic of
+    /// deadlines.
     pub fn seconds(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
         let secs: f64 = self.parse(var, default)?;
-        if !(secs.is_finite() && secs > 0.0) {
+        if !(secs.is_finite() && secs > 0.0 && secs <= MAX_SECS) {
             return Err(ConfigError::new(
                 var,
-                "must be a positive number of seconds",
+                format!("must be a positive number of seconds, at most {MAX_SECS}"),
             ));
         }
         Ok(Duration::from_secs_f64(secs))
@@ -67,6 +70,29 @@ impl Env<'_> {
                 var,
                 format!("cannot use {other:?}: expected true or false"),
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_positive_finite_and_at_most_a_year() {
+        let read = |value: &str| {
+            let value = value.to_owned();
+            Env(&move |_| Some(value.clone())).seconds("AGENT_TIMEOUT", "30")
+        };
+        assert_eq!(read("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            read("").unwrap(),
+            Duration::from_secs(30),
+            "blank is the default"
+        );
+        for bad in ["0", "-1", "1e30", "inf", "NaN", "soon", "31536001"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.starts_with("AGENT_TIMEOUT: "), "{bad}: {error}");
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -126,7 +126,7 @@ pub async fn front_door(State(state): State<AppState>, request: Request, next: N
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         return response;
     }
-    next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes))))
+    next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
