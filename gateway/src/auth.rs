@@ -303,9 +303,52 @@ mod tests {
 
     use std::sync::Arc;
 
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+
+    const SECRET: &str = "a-property-test-secret-of-32-chars!";
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(&AuthConfig {
+            secret: Some(SECRET.to_owned()),
+            ..AuthConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn check(auth: &Authenticator, header: &str) -> Result<String, AuthError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(auth.user(Some(header)))
+    }
+
+    proptest! {
+        /// Any Authorization header is answered (a user or a refusal),
+        /// never a panic; a garbled token is refused.
+        #[test]
+        fn any_header_is_answered(header in any::<String>(), token in "[A-Za-z0-9_.-]{0,300}") {
+            let auth = authenticator();
+            let _ = check(&auth, &header);
+            let garbled = check(&auth, &format!("Bearer {token}"));
+            prop_assert!(garbled.is_err());
+        }
+
+        /// Any subject an issuer can produce is the user, in any case of
+        /// the scheme.
+        #[test]
+        fn any_valid_subject_is_the_user(sub in "\\PC{1,60}", upper in any::<bool>()) {
+            let Some(user) = taskagent_common::user::user_id(&sub) else { return Ok(()) };
+            let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+            let token = encode(&Header::default(), &json!({"sub": sub, "exp": exp}), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+            let scheme = if upper { "BEARER" } else { "bearer" };
+            let checked = check(&authenticator(), &format!("{scheme} {token}"));
+            prop_assert_eq!(checked.ok(), Some(user.to_owned()));
+        }
+    }
 
     #[test]
     fn key_sets_come_over_https_except_on_loopback() {

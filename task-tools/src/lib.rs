@@ -395,7 +395,71 @@ fn task_result(task: &Task, status: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Any JSON value, nested a little.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("title".to_owned()),
+                        Just("description".to_owned()),
+                        Just("task_id".to_owned()),
+                        Just("status".to_owned()),
+                        Just("limit".to_owned()),
+                        Just("cursor".to_owned()),
+                        any::<String>(),
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever a model or an MCP client sends as arguments (any text,
+        /// any JSON), parsing answers a call or an error naming the tool.
+        #[test]
+        fn any_arguments_parse_or_explain(
+            name in prop::sample::select(vec!["add_task", "list_tasks", "get_task", "complete_task", "delete_task", "update_task", "fly"]),
+            text in any::<String>(),
+            value in json_value(),
+        ) {
+            for arguments in [text, value.to_string()] {
+                if let Err(ToolError(message)) = ToolCall::parse(name, &arguments) {
+                    prop_assert!(message.contains(name), "{message}");
+                }
+            }
+        }
+
+        /// Any title and description a person writes reach the call whole.
+        #[test]
+        fn any_text_fields_arrive_unchanged(title in any::<String>(), description in any::<String>(), id in any::<i64>()) {
+            let arguments = json!({"title": title, "description": description}).to_string();
+            prop_assert_eq!(
+                ToolCall::parse("add_task", &arguments),
+                Ok(ToolCall::AddTask { title: title.clone(), description: Some(description.clone()) })
+            );
+            let arguments = json!({"task_id": id, "title": title, "description": null}).to_string();
+            prop_assert_eq!(
+                ToolCall::parse("update_task", &arguments),
+                Ok(ToolCall::UpdateTask { task_id: id, title: Some(title), description: None })
+            );
+        }
+    }
 
     #[test]
     fn no_schema_mentions_a_user() {

@@ -221,3 +221,31 @@ pub async fn chat_stream(
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any body is a chat request or a 422 that says why, never a panic;
+        /// any message a person can send (up to 4000 characters, not blank)
+        /// arrives whole.
+        #[test]
+        fn any_body_is_read_or_refused_clearly(bytes in any::<Vec<u8>>(), message in "\\PC{1,300}", id in any::<Option<i64>>()) {
+            if let Err(error) = parse_body(Ok(Bytes::from(bytes))) {
+                prop_assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+                prop_assert!(!error.detail().is_empty());
+            }
+            let body = json!({"message": message, "conversation_id": id}).to_string();
+            match parse_body(Ok(Bytes::from(body))) {
+                Ok(parsed) => {
+                    prop_assert_eq!(parsed.message, message);
+                    prop_assert_eq!(parsed.conversation_id, id);
+                }
+                Err(error) => prop_assert!(message.trim().is_empty(), "{}", error.detail()),
+            }
+        }
+    }
+}

@@ -44,7 +44,7 @@ fn page_size(requested: i32) -> Result<usize, Error> {
 /// produced it. The list queries filter by the caller anyway, so a token can
 /// never reveal another user's rows; the binding makes a token used by another
 /// user or with another filter an INVALID_ARGUMENT instead of a silent skip.
-mod page_token {
+pub mod page_token {
     use super::*;
 
     pub fn encode(user: &UserId, query: &str, position: &[i64]) -> String {
@@ -118,7 +118,34 @@ fn from_micros(micros: i64) -> Result<NaiveDateTime, Error> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Any position round-trips for its user and query; any text at all
+        /// is answered (a position or INVALID_ARGUMENT), never a panic; and
+        /// a token never carries over to another user.
+        #[test]
+        fn page_tokens_hold_for_any_user_query_and_text(
+            user in "\\PC{1,40}",
+            other in "\\PC{1,40}",
+            query in "\\PC{0,20}",
+            position in any::<[i64; 2]>(),
+            text in any::<String>(),
+        ) {
+            let (Some(user), Some(other)) = (UserId::parse(&user), UserId::parse(&other)) else {
+                return Ok(());
+            };
+            let token = page_token::encode(&user, &query, &position);
+            prop_assert_eq!(page_token::decode::<2>(&user, &query, &token).ok(), Some(Some(position)));
+            if other != user {
+                prop_assert!(page_token::decode::<2>(&other, &query, &token).is_err());
+            }
+            let _ = page_token::decode::<2>(&user, &query, &text);
+            let _ = page_token::decode::<1>(&user, &query, &text);
+        }
+    }
 
     #[test]
     fn page_tokens_round_trip_and_stay_with_their_user_and_query() {
