@@ -60,6 +60,8 @@ pub async fn serve(
         .keep_alive_interval(H2_KEEPALIVE)
         .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
     let graceful = GracefulShutdown::new();
+    // Tells connections that have not sent a byte yet to give up at once.
+    let (stopping, _) = tokio::sync::watch::channel(());
     let mut stop = std::pin::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -82,13 +84,17 @@ pub async fn serve(
         let service = TowerToHyperService::new(router.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let mut stopped = stopping.subscribe();
         tokio::spawn(async move {
             // hyper's header timeout starts once it knows the protocol, and
             // it learns that from the first bytes: a client that sends
             // nothing at all is cut off here.
             let mut first = [0; 1];
-            let first = tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first));
-            if !matches!(first.await, Ok(Ok(1))) {
+            let first = tokio::select! {
+                read = tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)) => read,
+                _ = stopped.changed() => return,
+            };
+            if !matches!(first, Ok(Ok(1))) {
                 return;
             }
             let connection = builder.serve_connection(TokioIo::new(tcp), service);
@@ -98,6 +104,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    stopping.send_replace(());
     graceful.shutdown().await;
 }
 
