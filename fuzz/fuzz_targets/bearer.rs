@@ -26,7 +26,10 @@ fn check(header: &str) {
             secret: Some(SECRET.to_owned()),
             ..AuthConfig::default()
         };
-        (runtime, Authenticator::new(&config).expect("an authenticator"))
+        (
+            runtime,
+            Authenticator::new(&config).expect("an authenticator"),
+        )
     });
     if let Ok(user) = runtime.block_on(auth.user(Some(header))) {
         assert_eq!(taskagent_common::user::user_id(&user), Some(user.as_str()));
@@ -42,7 +45,9 @@ fuzz_target!(|input: (&str, &str, &str)| {
         URL_SAFE_NO_PAD.encode(claims)
     );
     let key = EncodingKey::from_secret(SECRET.as_bytes());
-    if let Ok(signature) = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::HS256) {
+    if let Ok(signature) =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::HS256)
+    {
         check(&format!("Bearer {signing_input}.{signature}"));
     }
 });

@@ -7,7 +7,11 @@ use agent_service::llm::offline::{Command, interpret};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    for message in [text.to_owned(), format!("add {text}"), format!("rename 3 to {text}")] {
+    for message in [
+        text.to_owned(),
+        format!("add {text}"),
+        format!("rename 3 to {text}"),
+    ] {
         if let Command::Tool(_, args) = interpret(&message) {
             let title = args["title"].as_str().unwrap_or_default();
             assert!(message.contains(title), "{title:?} from {message:?}");
