@@ -93,7 +93,9 @@ async fn tool_calls_spend_the_users_chat_budget() {
     };
     let chat = async || {
         let hi = json!({"message": "hi"});
-        edge.post("/api/alice/chat", Some(&token("alice")), hi).await.0
+        edge.post("/api/alice/chat", Some(&token("alice")), hi)
+            .await
+            .0
     };
     assert_eq!(chat().await, 200);
     for n in 1..=2 {

@@ -16,6 +16,7 @@ taskagent_testkit::on_both_backends!(
     running_the_same_calls_again_changes_nothing,
     another_users_turn_cannot_be_run_or_finished,
     a_keyed_turn_is_in_progress_then_completed_or_resumed,
+    input_the_database_cannot_store_is_the_callers_error_not_an_outage,
 );
 
 async fn begin(
@@ -359,4 +360,51 @@ async fn a_keyed_turn_is_in_progress_then_completed_or_resumed(app: &TestApp) {
     let roles: Vec<Role> = resumed.recorded.iter().map(Message::role).collect();
     assert_eq!(roles, [Role::Assistant, Role::Tool, Role::Error]);
     assert_eq!(task_titles(app, "alice").await, ["Milk", "Eggs"]);
+}
+
+async fn input_the_database_cannot_store_is_the_callers_error_not_an_outage(app: &TestApp) {
+    let invalid = |result: Result<(), Status>| {
+        let status = result.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    };
+    invalid(
+        begin(app, "alice", say("add a\0b", None, ""))
+            .await
+            .map(drop),
+    );
+    let turn = begin(app, "alice", say("add milk", None, ""))
+        .await
+        .unwrap();
+    invalid(
+        run(app, "alice", &turn, &[("c\01", "add_task", "{}")])
+            .await
+            .map(drop),
+    );
+    invalid(
+        run(app, "alice", &turn, &[("c1", "add\0task", "{}")])
+            .await
+            .map(drop),
+    );
+    invalid(finish(app, "alice", &turn, "done\0", "", None).await);
+    // A NUL inside a tool's arguments is the tool's refusal, recorded as its
+    // result.
+    let results = run(
+        app,
+        "alice",
+        &turn,
+        &[("c1", "add_task", r#"{"title": "a\u0000b"}"#)],
+    )
+    .await
+    .unwrap();
+    assert!(results[0].result_json.contains("NUL"), "{results:?}");
+    // Nothing of that woke the outage gate: the next call is served at once.
+    run(
+        app,
+        "alice",
+        &turn,
+        &[("c2", "add_task", r#"{"title": "milk"}"#)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(task_titles(app, "alice").await, ["milk"]);
 }
