@@ -376,7 +376,7 @@ async fn input_the_database_cannot_store_is_the_callers_error_not_an_outage(app:
         .await
         .unwrap();
     invalid(
-        run(app, "alice", &turn, &[("c\01", "add_task", "{}")])
+        run(app, "alice", &turn, &[("c\u{0}1", "add_task", "{}")])
             .await
             .map(drop),
     );
