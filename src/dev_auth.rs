@@ -40,7 +40,7 @@ pub fn dev_secret(database: &DatabaseUrl) -> anyhow::Result<String> {
     let path = dev_secret_path(database);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
-        if existing.len() >= gateway::config::MIN_SECRET_CHARS {
+        if existing.len() >= taskagent_common::auth::MIN_SECRET_CHARS {
             return Ok(existing);
         }
     }

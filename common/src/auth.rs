@@ -1,4 +1,5 @@
-//! Bearer token checks. HS256 with `JWT_SECRET` (or `BETTER_AUTH_SECRET`),
+//! Bearer token checks, the same wherever a token arrives (the gateway's
+//! HTTP edge, the gRPC services' `authorization` metadata). HS256 with `JWT_SECRET` (or `BETTER_AUTH_SECRET`),
 //! and Better Auth's JWT plugin keys from a JWKS (EdDSA, ES256, RS256),
 //! chosen by `kid`. The algorithm always comes from the configured key, never
 //! from the token; `exp` is required (and `iss` / `aud` when configured),
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
-use crate::config::AuthConfig;
+use crate::env::{ConfigError, Env};
 
 /// Largest token read.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -31,11 +32,64 @@ pub const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 /// Largest key set read, in bytes.
 pub const JWKS_MAX_BYTES: usize = 256 * 1024;
 
-/// The verified user of an HTTP request, put in its extensions by the
-/// gateway's bearer check before the handler runs (and before the body is
-/// read).
-#[derive(Debug, Clone)]
-pub struct AuthenticatedUser(pub String);
+/// Shortest HS256 secret accepted.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// How tokens are checked: `JWT_SECRET` (or `BETTER_AUTH_SECRET`), `JWKS_URL`
+/// (or `BETTER_AUTH_URL` + `/api/auth/jwks`), `JWT_ISSUER`, `JWT_AUDIENCE`.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    pub secret: Option<String>,
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// The token settings of the environment; none set is a valid answer
+    /// here (whether a service may run without is its own decision).
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let optional = |var: &str| Some(env.string(var, "")).filter(|v| !v.is_empty());
+        let (secret, secret_var) = match optional("JWT_SECRET") {
+            Some(secret) => (Some(secret), "JWT_SECRET"),
+            None => (optional("BETTER_AUTH_SECRET"), "BETTER_AUTH_SECRET"),
+        };
+        if let Some(secret) = &secret
+            && secret.chars().count() < MIN_SECRET_CHARS
+        {
+            return Err(ConfigError::new(
+                secret_var,
+                "must be at least 32 characters",
+            ));
+        }
+        let jwks_url = optional("JWKS_URL").or_else(|| {
+            optional("BETTER_AUTH_URL")
+                .map(|base| format!("{}/api/auth/jwks", base.trim_end_matches('/')))
+        });
+        Ok(Self {
+            secret,
+            jwks_url,
+            issuer: optional("JWT_ISSUER"),
+            audience: optional("JWT_AUDIENCE"),
+        })
+    }
+
+    /// Whether any way to check a token is configured.
+    pub fn is_configured(&self) -> bool {
+        self.secret.is_some() || self.jwks_url.is_some()
+    }
+}
 
 /// Why a request is not authenticated. Every case answers 401 "Not
 /// authenticated"; the reason is only logged.
@@ -126,7 +180,7 @@ impl Authenticator {
             .into_iter()
             .flatten()
             .find_map(|v| match v {
-                Value::String(s) => taskagent_common::user::user_id(&s).map(str::to_owned),
+                Value::String(s) => crate::user::user_id(&s).map(str::to_owned),
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })
@@ -178,7 +232,7 @@ impl Jwks {
         }
         Ok(Self {
             url,
-            http: taskagent_common::http::client(Duration::from_secs(5))?,
+            http: crate::http::client(Duration::from_secs(5))?,
             keys: RwLock::default(),
             fetched: Mutex::new(None),
             refetch_after,
@@ -341,7 +395,7 @@ mod tests {
         /// the scheme.
         #[test]
         fn any_valid_subject_is_the_user(sub in "\\PC{1,60}", upper in any::<bool>()) {
-            let Some(user) = taskagent_common::user::user_id(&sub) else { return Ok(()) };
+            let Some(user) = crate::user::user_id(&sub) else { return Ok(()) };
             let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
             let token = encode(&Header::default(), &json!({"sub": sub, "exp": exp}), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
             let scheme = if upper { "BEARER" } else { "bearer" };

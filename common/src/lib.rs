@@ -1,6 +1,7 @@
 //! Pieces every taskagent service shares, so that the three binaries read
 //! their environment, log, report health and stop the same way.
 
+pub mod auth;
 pub mod env;
 pub mod grpc;
 pub mod health;

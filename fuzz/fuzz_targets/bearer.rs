@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gateway::auth::Authenticator;
-use gateway::config::AuthConfig;
+use taskagent_common::auth::{AuthConfig, Authenticator};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 

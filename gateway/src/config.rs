@@ -22,11 +22,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use taskagent_common::auth::AuthConfig;
 use taskagent_common::env::{ConfigError, Env};
 use taskagent_common::telemetry::LogFormat;
-
-/// Shortest HS256 secret accepted.
-pub const MIN_SECRET_CHARS: usize = 32;
 
 /// Everything the gateway reads from its environment.
 #[derive(Clone)]
@@ -66,15 +64,6 @@ impl McpConfig {
     }
 }
 
-/// How tokens are checked.
-#[derive(Clone, Default)]
-pub struct AuthConfig {
-    pub secret: Option<String>,
-    pub jwks_url: Option<String>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-}
-
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -92,24 +81,8 @@ impl Config {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let optional = |var: &str| Some(env.string(var, "")).filter(|v| !v.is_empty());
-        let (secret, secret_var) = match optional("JWT_SECRET") {
-            Some(secret) => (Some(secret), "JWT_SECRET"),
-            None => (optional("BETTER_AUTH_SECRET"), "BETTER_AUTH_SECRET"),
-        };
-        if let Some(secret) = &secret
-            && secret.chars().count() < MIN_SECRET_CHARS
-        {
-            return Err(ConfigError::new(
-                secret_var,
-                "must be at least 32 characters",
-            ));
-        }
-        let jwks_url = optional("JWKS_URL").or_else(|| {
-            optional("BETTER_AUTH_URL")
-                .map(|base| format!("{}/api/auth/jwks", base.trim_end_matches('/')))
-        });
-        if secret.is_none() && jwks_url.is_none() {
+        let auth = AuthConfig::from_env(&env)?;
+        if !auth.is_configured() {
             return Err(ConfigError::new(
                 "JWT_SECRET",
                 "set JWT_SECRET (at least 32 characters), BETTER_AUTH_SECRET, JWKS_URL or BETTER_AUTH_URL",
@@ -123,12 +96,7 @@ impl Config {
             addr: env.parse("GATEWAY_ADDR", "127.0.0.1:8000")?,
             agent_service_url: env.string("AGENT_SERVICE_URL", "http://127.0.0.1:50052"),
             tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
-            auth: AuthConfig {
-                secret,
-                jwks_url,
-                issuer: optional("JWT_ISSUER"),
-                audience: optional("JWT_AUDIENCE"),
-            },
+            auth,
             cors_origins: env
                 .string("CORS_ORIGINS", "http://localhost:3000")
                 .split(',')
