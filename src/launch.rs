@@ -205,7 +205,10 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
     let (url, in_process) = match env("TOOL_SERVICE_URL") {
         Some(url) => (url, None),
         None => {
+            // This process's own tool-service, on loopback, for this one
+            // user: there is no one else's token to check.
             tool_config.addr = "127.0.0.1:0".parse()?;
+            tool_config.auth = Default::default();
             let app = tool_service::Application::build(tool_config).await?;
             let url = format!("http://{}", app.local_addr());
             let mut stopped = stopped.clone();
@@ -221,7 +224,14 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
     let mcp = gateway::config::McpConfig::from_env(&Env(&|name| std::env::var(name).ok()))?;
     let tools = gateway::mcp::select_tools(mcp.read_only, mcp.tools.as_deref())
         .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
-    let backend = std::sync::Arc::new(taskagent_tools::GrpcTasks::new(channel));
+    let mut backend = taskagent_tools::GrpcTasks::new(channel);
+    if in_process.is_none()
+        && let Some(secret) = dev_auth::configured_secret()
+    {
+        // A tool-service elsewhere may check tokens: carry one for the user.
+        let token = dev_auth::mint(&secret, user, Duration::from_secs(30 * 24 * 3600))?;
+        backend = backend.with_authorization(Some(format!("Bearer {token}").as_bytes()));
+    }
     let server = gateway::mcp::TaskToolsServer::new(backend, tools, Some(user.to_owned()));
     let running = server.serve(rmcp::transport::stdio()).await?;
     running.waiting().await?;

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use taskagent_common::user::Caller;
 use taskagent_proto::{
     BeginTurnRequest, ChatResponse, Message, Role, TokenUsage, ToolCallRecord as WireRecord,
     ToolResult,
@@ -140,10 +141,10 @@ impl Agent {
         }
     }
 
-    /// Runs one turn for `user`, reporting progress to `on_event`.
+    /// Runs one turn for `caller`, reporting progress to `on_event`.
     pub async fn chat(
         &self,
-        user: &str,
+        caller: &Caller,
         request: TurnRequest,
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<TurnOutcome, AgentError> {
@@ -171,7 +172,7 @@ impl Agent {
             lease: prost_types::Duration::try_from(budget.saturating_add(FAILURE_RECORD_TIME)).ok(),
         };
         let opened =
-            tokio::time::timeout_at(deadline.into(), self.history.begin(user, begin, deadline))
+            tokio::time::timeout_at(deadline.into(), self.history.begin(caller, begin, deadline))
                 .await
                 .unwrap_or(Err(AgentError::OutOfTime))
                 .map_err(|e| e.timed(timeout))?;
@@ -191,7 +192,7 @@ impl Agent {
         };
         let mut run = Turn {
             agent: self,
-            user,
+            caller,
             turn,
             deadline,
             on_event,
@@ -212,7 +213,8 @@ impl Agent {
             tracing::warn!(conversation.id = turn.conversation_id, error = %error, "turn failed");
             let record = history::message(Role::Error, error.public_message());
             let until = Instant::now() + FAILURE_RECORD_TIME;
-            if let Err(record_error) = self.history.finish(user, turn, record, None, until).await {
+            if let Err(record_error) = self.history.finish(caller, turn, record, None, until).await
+            {
                 tracing::warn!(
                     conversation.id = turn.conversation_id,
                     error = %record_error,
@@ -227,7 +229,7 @@ impl Agent {
 /// The state of one running turn.
 struct Turn<'a> {
     agent: &'a Agent,
-    user: &'a str,
+    caller: &'a Caller,
     turn: TurnRef<'a>,
     deadline: Instant,
     on_event: &'a (dyn Fn(Event) + Send + Sync),
@@ -329,7 +331,7 @@ impl Turn<'_> {
             let stored = history::assistant_with_calls(reply.content.as_deref(), &calls);
             let results = agent
                 .history
-                .run_tools(self.user, self.turn, stored, self.deadline)
+                .run_tools(self.caller, self.turn, stored, self.deadline)
                 .await?;
             self.current.push(ChatMessage::Assistant {
                 content: reply.content,
@@ -412,7 +414,7 @@ impl Turn<'_> {
         self.agent
             .history
             .finish(
-                self.user,
+                self.caller,
                 self.turn,
                 history::message(Role::Assistant, response.clone()),
                 stored,

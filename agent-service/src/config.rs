@@ -13,6 +13,7 @@
 //! | `AGENT_MAX_TURNS`          | `10`                        | model calls in one turn                                |
 //! | `MAX_CONVERSATION_HISTORY` | `20`                        | earlier messages replayed to the model                 |
 //! | `LOG_LEVEL`, `LOG_FORMAT`  | `INFO`, `text`              | as for tool-service                                    |
+//! | `JWT_SECRET`, `BETTER_AUTH_SECRET`, `JWKS_URL`, `BETTER_AUTH_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` | unset | when set, every call must carry a user's token (`authorization: Bearer`), checked as the gateway checks it |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ pub struct Config {
     pub tool_service_url: String,
     pub model: ModelConfig,
     pub agent: AgentSettings,
+    /// How callers' tokens are checked; nothing configured trusts `x-user-id`.
+    pub auth: taskagent_common::auth::AuthConfig,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -98,6 +101,7 @@ impl Config {
                 max_turns,
                 history: env.parse("MAX_CONVERSATION_HISTORY", "20")?,
             },
+            auth: taskagent_common::auth::AuthConfig::from_env(&env)?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

@@ -9,7 +9,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::llm::ModelError;
 
 /// `google.rpc.ErrorInfo.domain` of every error agent-service returns.
-pub const ERROR_DOMAIN: &str = "taskagent.v1";
+pub use taskagent_common::callers::ERROR_DOMAIN;
 
 /// Longest message a user may send, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 4000;

@@ -9,6 +9,8 @@ use taskagent_proto::{
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
+use taskagent_common::user::Caller;
+
 use crate::agent::{Agent, Event, TurnRequest};
 use crate::error::AgentError;
 
@@ -28,9 +30,10 @@ impl AgentApi {
     }
 }
 
-/// The user a call acts for, from `x-user-id`.
-fn caller<T>(request: &Request<T>) -> Result<String, AgentError> {
-    taskagent_common::user::user_of(request.metadata()).ok_or(AgentError::Unauthenticated)
+/// Who a call acts for: the user in `x-user-id`, and the user's token when
+/// it came with one (passed on to tool-service).
+fn caller<T>(request: &Request<T>) -> Result<Caller, AgentError> {
+    Caller::of(request.metadata()).ok_or(AgentError::Unauthenticated)
 }
 
 impl From<Event> for chat_event::Event {
@@ -69,13 +72,13 @@ fn turn_request(request: Request<ChatRequest>) -> TurnRequest {
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     async fn chat(&self, request: Request<ChatRequest>) -> Result<Response<ChatResponse>, Status> {
-        let user = caller(&request)?;
+        let caller = caller(&request)?;
         let turn = turn_request(request);
         let agent = self.agent.clone();
         // The turn runs to its end even if the caller goes away (this
         // future is dropped): its writes and its record stay whole, and a
         // retry with the same request id gets its outcome.
-        let running = tokio::spawn(async move { agent.chat(&user, turn, &|_| {}).await });
+        let running = tokio::spawn(async move { agent.chat(&caller, turn, &|_| {}).await });
         let outcome = running
             .await
             .map_err(|e| Status::internal(format!("turn failed: {e}")))??;
@@ -88,7 +91,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<ChatRequest>,
     ) -> Result<Response<Self::StreamChatStream>, Status> {
-        let user = caller(&request)?;
+        let caller = caller(&request)?;
         let turn = turn_request(request);
         Agent::check_message(&turn.message)?;
         Agent::check_request_id(turn.request_id.as_deref())?;
@@ -103,7 +106,7 @@ impl AgentService for AgentApi {
                     event: Some(event.into()),
                 }));
             };
-            let last = match agent.chat(&user, turn, &on_event).await {
+            let last = match agent.chat(&caller, turn, &on_event).await {
                 Ok(outcome) => Ok(ChatEvent {
                     event: Some(chat_event::Event::Done(outcome.into())),
                 }),

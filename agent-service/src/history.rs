@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use taskagent_common::user::Caller;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::{
     BeginTurnRequest, BeginTurnResponse, ChatResponse, FinishTurnRequest, Message, Role,
@@ -30,10 +31,11 @@ pub struct History {
     client: ConversationServiceClient<Channel>,
 }
 
-/// `message` as a request for `user` that must be answered by `deadline`.
-fn as_user<T>(user: &str, message: T, deadline: Instant) -> Result<Request<T>, AgentError> {
+/// `message` as a request for `caller` that must be answered by `deadline`.
+fn as_user<T>(caller: &Caller, message: T, deadline: Instant) -> Result<Request<T>, AgentError> {
     let mut request = Request::new(message);
-    taskagent_common::user::set_user(request.metadata_mut(), user)
+    caller
+        .stamp(request.metadata_mut())
         .ok_or(AgentError::Unauthenticated)?;
     let left = deadline.saturating_duration_since(Instant::now());
     request.set_timeout(left.max(Duration::from_millis(1)));
@@ -71,14 +73,14 @@ impl History {
     /// Opens a turn (see BeginTurn).
     pub async fn begin(
         &self,
-        user: &str,
+        caller: &Caller,
         request: BeginTurnRequest,
         deadline: Instant,
     ) -> Result<BeginTurnResponse, AgentError> {
         let response = self
             .client
             .clone()
-            .begin_turn(as_user(user, request, deadline)?)
+            .begin_turn(as_user(caller, request, deadline)?)
             .await;
         Ok(response.map_err(history_error)?.into_inner())
     }
@@ -86,7 +88,7 @@ impl History {
     /// Runs and records the tool calls of `reply` (see RunToolCalls).
     pub async fn run_tools(
         &self,
-        user: &str,
+        caller: &Caller,
         turn: TurnRef<'_>,
         reply: Message,
         deadline: Instant,
@@ -99,7 +101,7 @@ impl History {
         let response = self
             .client
             .clone()
-            .run_tool_calls(as_user(user, request, deadline)?)
+            .run_tool_calls(as_user(caller, request, deadline)?)
             .await;
         Ok(response.map_err(history_error)?.into_inner().results)
     }
@@ -107,7 +109,7 @@ impl History {
     /// Ends the turn with `message`; `outcome` for a keyed turn that succeeded.
     pub async fn finish(
         &self,
-        user: &str,
+        caller: &Caller,
         turn: TurnRef<'_>,
         message: Message,
         outcome: Option<ChatResponse>,
@@ -122,7 +124,7 @@ impl History {
         };
         self.client
             .clone()
-            .finish_turn(as_user(user, request, deadline)?)
+            .finish_turn(as_user(caller, request, deadline)?)
             .await
             .map_err(history_error)?;
         Ok(())

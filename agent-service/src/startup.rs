@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use taskagent_common::callers::CallerCheck;
 use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, ServeSpec};
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
@@ -30,6 +31,7 @@ pub struct Application {
     tool_service: Channel,
     agent: Arc<Agent>,
     request_timeout: Duration,
+    callers: CallerCheck,
 }
 
 impl Application {
@@ -44,6 +46,7 @@ impl Application {
         config: Config,
         model: Option<Arc<dyn ChatModel>>,
     ) -> anyhow::Result<Self> {
+        let callers = CallerCheck::new(&config.auth).map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
         let tool_service = Endpoint::from_shared(config.tool_service_url.clone())
             .with_context(|| {
@@ -76,6 +79,7 @@ impl Application {
             tool_service,
             agent: Arc::new(agent),
             request_timeout: config.agent.timeout.saturating_add(RESPONSE_MARGIN),
+            callers,
         })
     }
 
@@ -105,6 +109,7 @@ impl Application {
             health_names: &health::SERVICE_NAMES,
             descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
             request_timeout: self.request_timeout,
+            callers: self.callers,
         };
         grpc::serve(
             self.incoming,

@@ -40,6 +40,8 @@ pub struct ServeSpec<'a> {
     pub descriptor_sets: &'a [&'a [u8]],
     /// Longest a call may run; a shorter `grpc-timeout` from the caller wins.
     pub request_timeout: Duration,
+    /// Who may call.
+    pub callers: crate::callers::CallerCheck,
 }
 
 /// Serves `routes` with health (through `reporter`) and reflection until
@@ -105,6 +107,7 @@ pub async fn serve(
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             MAX_CONCURRENT_CALLS,
         ))
+        .layer(tower::filter::AsyncFilterLayer::new(spec.callers.clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async {
             let _ = serving_stopped.await;

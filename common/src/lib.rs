@@ -2,6 +2,7 @@
 //! their environment, log, report health and stop the same way.
 
 pub mod auth;
+pub mod callers;
 pub mod env;
 pub mod grpc;
 pub mod health;

@@ -5,7 +5,7 @@
 //! `%` is sent as it is.
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 
 /// The metadata key naming the user a call acts for.
 pub const USER_ID_METADATA: &str = "x-user-id";
@@ -37,6 +37,53 @@ pub fn user_of(metadata: &MetadataMap) -> Option<String> {
     let raw = metadata.get(USER_ID_METADATA)?.to_str().ok()?;
     let decoded = percent_decode_str(raw).decode_utf8().ok()?;
     user_id(&decoded).map(str::to_owned)
+}
+
+/// The metadata key of a user's token, as in HTTP.
+const AUTHORIZATION: &str = "authorization";
+
+/// Who a call acts for, as it is passed on to the next service: the user,
+/// and the user's token when the call came with one (so that a next service
+/// that checks tokens can check it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user: String,
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl Caller {
+    /// `user`, with no token.
+    pub fn new(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            authorization: None,
+        }
+    }
+
+    /// `user` with the `Authorization` value (`Bearer <JWT>`) it proved
+    /// itself with; a value that cannot be metadata is left out.
+    pub fn with_authorization(mut self, value: Option<&[u8]>) -> Self {
+        self.authorization = value.and_then(|v| MetadataValue::try_from(v).ok());
+        self
+    }
+
+    /// The caller of an incoming call (see [`user_of`]).
+    pub fn of(metadata: &MetadataMap) -> Option<Self> {
+        Some(Self {
+            user: user_of(metadata)?,
+            authorization: metadata.get(AUTHORIZATION).cloned(),
+        })
+    }
+
+    /// Marks an outgoing call as made for this caller; `None` when the user
+    /// is not a valid user id.
+    pub fn stamp(&self, metadata: &mut MetadataMap) -> Option<()> {
+        set_user(metadata, &self.user)?;
+        if let Some(value) = &self.authorization {
+            metadata.insert(AUTHORIZATION, value.clone());
+        }
+        Some(())
+    }
 }
 
 #[cfg(test)]

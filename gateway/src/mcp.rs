@@ -30,7 +30,7 @@ use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
-use taskagent_tools::{TaskBackend, ToolSpec};
+use taskagent_tools::{GrpcTasks, ToolSpec};
 
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
@@ -164,14 +164,14 @@ pub fn mcp_tool(spec: &ToolSpec) -> Tool {
 /// The MCP server of the task tools.
 #[derive(Clone)]
 pub struct TaskToolsServer {
-    backend: Arc<dyn TaskBackend>,
+    backend: GrpcTasks,
     tools: Arc<Vec<ToolSpec>>,
     /// The user of every call (stdio); `None` takes it from the HTTP request.
     user: Option<String>,
 }
 
 impl TaskToolsServer {
-    pub fn new(backend: Arc<dyn TaskBackend>, tools: Vec<ToolSpec>, user: Option<String>) -> Self {
+    pub fn new(backend: GrpcTasks, tools: Vec<ToolSpec>, user: Option<String>) -> Self {
         Self {
             backend,
             tools: Arc::new(tools),
@@ -225,7 +225,17 @@ impl ServerHandler for TaskToolsServer {
             ));
         }
         let arguments = Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let result = taskagent_tools::run(&*self.backend, &user, &request.name, &arguments).await;
+        // Over HTTP the user's own token goes along, for a tool-service
+        // that checks it.
+        let authorization = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get(header::AUTHORIZATION));
+        let backend = match authorization {
+            Some(value) => self.backend.with_authorization(Some(value.as_bytes())),
+            None => self.backend.clone(),
+        };
+        let result = taskagent_tools::run(&backend, &user, &request.name, &arguments).await;
         let failed = result["status"] == "error";
         tracing::info!(tool.name = %request.name, failed, "MCP tool call");
         // A failure is text and `isError` only: structured content must match

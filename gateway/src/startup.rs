@@ -81,11 +81,7 @@ impl Application {
         );
         let tools = crate::mcp::select_tools(config.mcp.read_only, config.mcp.tools.as_deref())
             .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
-        let server = TaskToolsServer::new(
-            Arc::new(GrpcTasks::new(state.tool_channel.clone())),
-            tools,
-            None,
-        );
+        let server = TaskToolsServer::new(GrpcTasks::new(state.tool_channel.clone()), tools, None);
         let mut mcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(
             ["localhost", "127.0.0.1", "::1"]
                 .into_iter()

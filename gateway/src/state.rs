@@ -54,7 +54,8 @@ impl AppState {
     }
 }
 
-/// `message` as a gRPC request for `user`, carrying the request id.
+/// `message` as a gRPC request for `user`, carrying the user's token and the
+/// request id.
 pub fn grpc_request<T>(
     user: &str,
     headers: &HeaderMap,
@@ -62,7 +63,12 @@ pub fn grpc_request<T>(
 ) -> Result<tonic::Request<T>, ApiError> {
     let mut request = tonic::Request::new(message);
     let metadata = request.metadata_mut();
-    taskagent_common::user::set_user(metadata, user).ok_or(ApiError::NotAuthenticated)?;
+    // The user's token goes along, for services that check it themselves.
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    taskagent_common::user::Caller::new(user)
+        .with_authorization(authorization.map(axum::http::HeaderValue::as_bytes))
+        .stamp(metadata)
+        .ok_or(ApiError::NotAuthenticated)?;
     if let Some(id) = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())

@@ -42,26 +42,39 @@ pub trait TaskBackend: Send + Sync {
     ) -> Result<Task, ToolError>;
 }
 
-/// TaskService over gRPC, the user passed in `x-user-id`.
+/// TaskService over gRPC, the user passed in `x-user-id` (and the user's
+/// token, when one was given, in `authorization`).
 #[derive(Clone)]
 pub struct GrpcTasks {
     client: TaskServiceClient<Channel>,
+    authorization: Option<Vec<u8>>,
 }
 
 impl GrpcTasks {
     pub fn new(channel: Channel) -> Self {
         Self {
             client: TaskServiceClient::new(channel),
+            authorization: None,
         }
     }
-}
 
-/// `message` as a request made for `user`.
-fn as_user<T>(user: &str, message: T) -> Result<Request<T>, ToolError> {
-    let mut request = Request::new(message);
-    taskagent_common::user::set_user(request.metadata_mut(), user)
-        .ok_or_else(|| ToolError("Invalid user identity".to_owned()))?;
-    Ok(request)
+    /// The same, passing on a user's `Authorization` value with every call.
+    pub fn with_authorization(&self, value: Option<&[u8]>) -> Self {
+        Self {
+            client: self.client.clone(),
+            authorization: value.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// `message` as a request made for `user`.
+    fn as_user<T>(&self, user: &str, message: T) -> Result<Request<T>, ToolError> {
+        let mut request = Request::new(message);
+        taskagent_common::user::Caller::new(user)
+            .with_authorization(self.authorization.as_deref())
+            .stamp(request.metadata_mut())
+            .ok_or_else(|| ToolError("Invalid user identity".to_owned()))?;
+        Ok(request)
+    }
 }
 
 /// What a failed TaskService call tells the model: TaskService's own message
@@ -86,7 +99,7 @@ impl GrpcTasks {
     where
         F: Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        let response = method(self.client.clone(), as_user(user, message)?).await;
+        let response = method(self.client.clone(), self.as_user(user, message)?).await;
         Ok(response.map_err(tool_error)?.into_inner())
     }
 }

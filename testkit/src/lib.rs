@@ -210,3 +210,20 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
         .expect("target folder")
         .join(name)
 }
+
+/// An HS256 token with `claims` (plus `exp` an hour ahead unless given).
+pub fn token_with(secret: &str, mut claims: serde_json::Value) -> String {
+    if claims.get("exp").is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        claims["exp"] = serde_json::json!(now + 3600);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("an HS256 token")
+}

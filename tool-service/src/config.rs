@@ -10,11 +10,13 @@
 //! | `DB_POOL_RECYCLE`      | `3600` (seconds)        | a connection is replaced after this age                  |
 //! | `ENABLE_QUERY_LOGGING` | `false`                 | statements at debug, slower than 100 ms at warn          |
 //! | `LOG_LEVEL`            | `INFO`                  | TRACE, DEBUG, INFO, WARN, ERROR or a tracing filter      |
+//! | `JWT_SECRET`, `BETTER_AUTH_SECRET`, `JWKS_URL`, `BETTER_AUTH_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` | unset | when set, every call must carry a user's token (`authorization: Bearer`), checked as the gateway checks it |
 //! | `LOG_FORMAT`           | `text`                  | `text` or `json`                                         |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use taskagent_common::auth::AuthConfig;
 pub use taskagent_common::env::{ConfigError, Env};
 use taskagent_common::telemetry::LogFormat;
 
@@ -25,6 +27,8 @@ use crate::db::DatabaseUrl;
 pub struct Config {
     pub addr: SocketAddr,
     pub database: DatabaseConfig,
+    /// How callers' tokens are checked; nothing configured trusts `x-user-id`.
+    pub auth: AuthConfig,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -53,6 +57,7 @@ impl Config {
         Ok(Self {
             addr: env.parse("TOOL_SERVICE_ADDR", "127.0.0.1:50051")?,
             database: DatabaseConfig::from_env(&env)?,
+            auth: AuthConfig::from_env(&env)?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

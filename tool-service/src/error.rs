@@ -9,7 +9,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// `google.rpc.ErrorInfo.domain` of every error tool-service returns.
-pub const ERROR_DOMAIN: &str = "taskagent.v1";
+pub use taskagent_common::callers::ERROR_DOMAIN;
 
 /// Input that breaks a rule. The messages are the Python system's where it
 /// had one ("Title is required", "Title exceeds 200 characters").

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use taskagent_common::callers::CallerCheck;
 use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, ServeSpec};
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
@@ -24,6 +25,7 @@ pub struct Application {
     incoming: TcpIncoming,
     addr: SocketAddr,
     store: Store,
+    callers: CallerCheck,
 }
 
 impl Application {
@@ -31,6 +33,7 @@ impl Application {
     /// migrations. Fails with the real cause when the database cannot be used.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = Instant::now();
+        let callers = CallerCheck::new(&config.auth).map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "TOOL_SERVICE_ADDR")?;
         let store = Store::open(&config.database).await?;
         tracing::info!(
@@ -43,6 +46,7 @@ impl Application {
             incoming,
             addr,
             store,
+            callers,
         })
     }
 
@@ -84,6 +88,7 @@ impl Application {
             health_names: &health::SERVICE_NAMES,
             descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
             request_timeout: REQUEST_TIMEOUT,
+            callers: self.callers,
         };
         grpc::serve(
             self.incoming,

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use taskagent_testkit::TestDatabase;
 
-use crate::helpers::{Edge, SECRET, ScriptedModel, at, text, token, token_with};
+use crate::helpers::{Edge, SECRET, ScriptedModel, at, calls, text, token, token_with};
 
 /// Two Ed25519 keys made for these tests, with their public halves as JWK `x`.
 const KEY_A: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPejSDRvlHK1mr6JVsa0zblinwfIFMe6nFLiPQuskt6j\n-----END PRIVATE KEY-----\n";
@@ -280,5 +280,54 @@ async fn any_subject_an_issuer_can_produce_works_on_every_route() {
         )
         .await;
     assert_eq!(status, 401, "a subject that is not a user id");
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_service_checks_tokens_the_users_token_travels_with_each_call() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start(vec![
+        calls(&[("c1", "add_task", r#"{"title": "milk"}"#)]),
+        text("Added milk."),
+    ])
+    .await;
+    let checks = [("JWT_SECRET", SECRET)];
+    let edge = Edge::start_with(&db, &model, &[], &checks, &checks).await;
+    let josé = token("josé");
+    let (status, _, body) = edge
+        .post(
+            "/api/jos%C3%A9/chat",
+            Some(&josé),
+            json!({"message": "add milk"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = edge.get("/api/jos%C3%A9/conversations", Some(&josé)).await;
+    assert_eq!(status, 200, "{body}");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "list_tasks", "arguments": {}}});
+    let response = reqwest::Client::new()
+        .post(format!("{}/mcp", edge.url))
+        .bearer_auth(&josé)
+        .header("accept", "application/json, text/event-stream")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["result"]["structuredContent"]["tasks"][0]["title"], "milk",
+        "{answer}"
+    );
+    // What the gateway asks for itself needs no user: health, pool figures.
+    let (status, _, body) = edge.get("/health", None).await;
+    assert_eq!(
+        (status, body["database"].as_str()),
+        (200, Some("connected")),
+        "{body}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", edge.url)).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("db_connections_active"), "{metrics}");
     edge.stop().await;
 }

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{EncodingKey, Header, encode};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use taskagent_testkit::TestDatabase;
@@ -73,6 +72,17 @@ impl Edge {
         gateway_env: &[(&str, &str)],
         agent_env: &[(&str, &str)],
     ) -> Self {
+        Self::start_with(db, model, gateway_env, agent_env, &[]).await
+    }
+
+    /// [`Edge::start`], with `tool_env` overriding tool-service's variables.
+    pub async fn start_with(
+        db: &TestDatabase,
+        model: &ScriptedModel,
+        gateway_env: &[(&str, &str)],
+        agent_env: &[(&str, &str)],
+        tool_env: &[(&str, &str)],
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tool_config = tool_service::Config::from_lookup(lookup(
             vec![
@@ -81,7 +91,7 @@ impl Edge {
                 ("DB_POOL_SIZE", "2".into()),
                 ("DB_MAX_OVERFLOW", "6".into()),
             ],
-            &[],
+            tool_env,
         ))
         .unwrap();
         let tool_app = tool_service::Application::build(tool_config).await.unwrap();
@@ -210,18 +220,7 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// An HS256 token with `claims` (plus `exp` an hour ahead unless given).
-pub fn token_with(secret: &str, mut claims: Value) -> String {
-    if claims.get("exp").is_none() {
-        claims["exp"] = json!(now() + 3600);
-    }
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
+pub use taskagent_testkit::token_with;
 
 /// A valid token for `user`.
 pub fn token(user: &str) -> String {

@@ -1,0 +1,100 @@
+//! Who may call a gRPC service, checked before any handler runs: a user's
+//! bearer token in `authorization` metadata, verified exactly as the gateway
+//! verifies it; the token's subject becomes the call's `x-user-id`, whatever
+//! the caller put there. Without token checking configured, a service trusts
+//! the `x-user-id` it is given (the development mode of `cargo run`).
+//!
+//! Health, reflection and the pool statistics of DiagnosticsService answer
+//! anyone: they reveal no user's data.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tonic::codegen::http;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::auth::{AuthConfig, Authenticator};
+
+/// `google.rpc.ErrorInfo.domain` of every error the services send.
+pub const ERROR_DOMAIN: &str = "taskagent.v1";
+
+/// The services whose calls need no proof of a user.
+const OPEN_TO_ANYONE: [&str; 3] = [
+    "/grpc.health.",
+    "/grpc.reflection.",
+    "/taskagent.v1.DiagnosticsService/",
+];
+
+/// The check every call of a service goes through (a tower filter).
+#[derive(Clone)]
+pub struct CallerCheck {
+    tokens: Option<Arc<Authenticator>>,
+}
+
+impl CallerCheck {
+    /// Checks tokens as `config` says; with nothing configured, trusts the
+    /// `x-user-id` callers send.
+    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        let tokens = match config.is_configured() {
+            true => Some(Arc::new(Authenticator::new(config)?)),
+            false => None,
+        };
+        Ok(Self { tokens })
+    }
+
+    /// Whether calls must prove who they act for.
+    pub fn is_enforced(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    async fn admit<B>(&self, request: http::Request<B>) -> Result<http::Request<B>, Status> {
+        let path = request.uri().path();
+        let Some(tokens) = &self.tokens else {
+            return Ok(request);
+        };
+        if OPEN_TO_ANYONE.iter().any(|prefix| path.starts_with(prefix)) {
+            return Ok(request);
+        }
+        let (mut parts, body) = request.into_parts();
+        let authorization = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(authorization) = authorization else {
+            return Err(unauthenticated(
+                "CREDENTIALS_MISSING",
+                "Missing credentials: send a user's token as authorization: Bearer <JWT>",
+            ));
+        };
+        let user = tokens.user(Some(authorization)).await.map_err(|error| {
+            tracing::debug!(%error, grpc.path = %parts.uri.path(), "call not authenticated");
+            unauthenticated("INVALID_TOKEN", "Invalid or expired token")
+        })?;
+        let mut metadata = MetadataMap::from_headers(std::mem::take(&mut parts.headers));
+        crate::user::set_user(&mut metadata, &user)
+            .ok_or_else(|| unauthenticated("INVALID_TOKEN", "Invalid or expired token"))?;
+        parts.headers = metadata.into_headers();
+        Ok(http::Request::from_parts(parts, body))
+    }
+}
+
+fn unauthenticated(reason: &str, message: &str) -> Status {
+    Status::with_error_details(
+        Code::Unauthenticated,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+    )
+}
+
+impl<B: Send + 'static> tower::filter::AsyncPredicate<http::Request<B>> for CallerCheck {
+    type Future = Pin<Box<dyn Future<Output = Result<http::Request<B>, tower::BoxError>> + Send>>;
+    type Request = http::Request<B>;
+
+    fn check(&mut self, request: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.admit(request).await.map_err(Into::into) })
+    }
+}

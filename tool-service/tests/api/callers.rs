@@ -1,0 +1,96 @@
+//! Who may call when tool-service checks tokens (`JWT_SECRET` set): a
+//! user's bearer token is the only proof, and its subject is the user
+//! whatever `x-user-id` says; health answers anyone.
+
+use serde_json::json;
+use taskagent_proto::{CreateTaskRequest, ListTasksRequest};
+use taskagent_testkit::token_with;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::helpers::{TestApp, TestDatabase, as_user, assert_error};
+
+const SECRET: &str = "a-caller-test-secret-of-32-chars!!";
+
+fn with_token<T>(user_claimed: &str, token: &str, message: T) -> tonic::Request<T> {
+    let mut request = as_user(user_claimed, message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn create(title: &str) -> CreateTaskRequest {
+    CreateTaskRequest {
+        title: title.into(),
+        description: None,
+        request_id: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_users_token_proves_who_calls() {
+    let db = TestDatabase::sqlite();
+    let app = TestApp::spawn(&db, &[("JWT_SECRET", SECRET)]).await;
+    let mut tasks = app.tasks();
+
+    assert_error(
+        tasks
+            .create_task(as_user("alice", create("no proof")))
+            .await,
+        Code::Unauthenticated,
+        "Missing credentials: send a user's token as authorization: Bearer <JWT>",
+        "CREDENTIALS_MISSING",
+    );
+    let forged = token_with(
+        "another-secret-that-is-32-chars-long",
+        json!({"sub": "alice"}),
+    );
+    assert_error(
+        tasks
+            .create_task(with_token("alice", &forged, create("forged")))
+            .await,
+        Code::Unauthenticated,
+        "Invalid or expired token",
+        "INVALID_TOKEN",
+    );
+
+    // The token's subject is the user, whatever x-user-id claims.
+    let alice = token_with(SECRET, json!({"sub": "alice"}));
+    tasks
+        .create_task(with_token("mallory", &alice, create("milk")))
+        .await
+        .unwrap();
+    let josé = token_with(SECRET, json!({"sub": "josé"}));
+    tasks
+        .create_task(with_token("josé", &josé, create("pan")))
+        .await
+        .unwrap();
+    let titles = |user: &str, token: &str| {
+        let mut tasks = app.tasks();
+        let request = with_token(user, token, ListTasksRequest::default());
+        async move {
+            let listed = tasks.list_tasks(request).await.unwrap().into_inner();
+            listed
+                .tasks
+                .into_iter()
+                .map(|t| t.title)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(titles("alice", &alice).await, ["milk"]);
+    assert_eq!(
+        titles("alice", &josé).await,
+        ["pan"],
+        "josé sees only josé's"
+    );
+    let mallory = token_with(SECRET, json!({"sub": "mallory"}));
+    assert!(titles("mallory", &mallory).await.is_empty());
+
+    assert_eq!(
+        app.health("").await,
+        ServingStatus::Serving,
+        "health needs no token"
+    );
+    app.stop().await;
+}
