@@ -21,11 +21,11 @@ COPY --from=build /out/ /usr/local/bin/
 COPY --from=probe /out/grpc-health-probe /usr/local/bin/grpc_health_probe
 USER taskagent
 WORKDIR /data
+# The launcher's own services stay on loopback; only the gateway is reached
+# from outside (compose runs the services apart, each on 0.0.0.0 with JWT_SECRET).
 ENV DATABASE_URL=sqlite:///data/taskagent.db \
-    TOOL_SERVICE_ADDR=0.0.0.0:50051 \
-    AGENT_SERVICE_ADDR=0.0.0.0:50052 \
     GATEWAY_ADDR=0.0.0.0:8000 \
     LOG_FORMAT=json
-EXPOSE 8000 50051 50052
+EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s CMD ["taskagent", "probe", "http://127.0.0.1:8000/health"]
 CMD ["taskagent"]

@@ -47,6 +47,9 @@ impl Application {
         model: Option<Arc<dyn ChatModel>>,
     ) -> anyhow::Result<Self> {
         let callers = CallerCheck::new(&config.auth).map_err(anyhow::Error::msg)?;
+        callers
+            .check_address(config.addr, "AGENT_SERVICE_ADDR")
+            .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
         let tool_service = Endpoint::from_shared(config.tool_service_url.clone())
             .with_context(|| {

@@ -50,6 +50,27 @@ impl CallerCheck {
         self.tokens.is_some()
     }
 
+    /// A service that checks no caller may listen on loopback only (with a
+    /// warning): anywhere else anyone who reaches the port could act as any
+    /// user.
+    pub fn check_address(&self, addr: std::net::SocketAddr, var: &str) -> Result<(), String> {
+        if self.is_enforced() {
+            return Ok(());
+        }
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{var} {addr} is not a loopback address, and no caller authentication is configured: \
+                 set JWT_SECRET (or BETTER_AUTH_SECRET, JWKS_URL, BETTER_AUTH_URL) so that calls must carry \
+                 a user's token, or listen on 127.0.0.1"
+            ));
+        }
+        tracing::warn!(
+            "no caller authentication configured: trusting x-user-id from any local caller \
+             (set JWT_SECRET to check users' tokens)"
+        );
+        Ok(())
+    }
+
     async fn admit<B>(&self, request: http::Request<B>) -> Result<http::Request<B>, Status> {
         let path = request.uri().path();
         let Some(tokens) = &self.tokens else {

@@ -34,6 +34,9 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = Instant::now();
         let callers = CallerCheck::new(&config.auth).map_err(anyhow::Error::msg)?;
+        callers
+            .check_address(config.addr, "TOOL_SERVICE_ADDR")
+            .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "TOOL_SERVICE_ADDR")?;
         let store = Store::open(&config.database).await?;
         tracing::info!(

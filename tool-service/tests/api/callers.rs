@@ -94,3 +94,29 @@ async fn only_a_users_token_proves_who_calls() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_caller_checks_only_loopback_is_served() {
+    let db = TestDatabase::sqlite();
+    let build = |vars: Vec<(&'static str, String)>| async move {
+        let config = tool_service::Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        tool_service::Application::build(config).await.map(drop)
+    };
+    let everywhere = vec![
+        ("TOOL_SERVICE_ADDR", "0.0.0.0:0".to_owned()),
+        ("DATABASE_URL", db.url().to_owned()),
+    ];
+    let refused = build(everywhere.clone()).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("TOOL_SERVICE_ADDR 0.0.0.0:0 is not a loopback address"),
+        "{refused}"
+    );
+    let mut checked = everywhere;
+    checked.push(("JWT_SECRET", SECRET.to_owned()));
+    build(checked).await.unwrap();
+}
