@@ -26,38 +26,59 @@ fn with_defaults(defaults: Vec<(&'static str, String)>) -> impl Fn(&str) -> Opti
 
 /// Runs tool-service, agent-service and the gateway until SIGTERM or SIGINT.
 pub async fn run_all() -> anyhow::Result<()> {
-    let tool_config = tool_service::Config::from_env()?;
+    let mut tool_config = tool_service::Config::from_env()?;
     telemetry::init(&tool_config.log_level, tool_config.log_format);
     let database = tool_config.database.url.clone();
+    let has_jwks = env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some();
+    let (secret, dev_secret) = match dev_auth::configured_secret() {
+        Some(secret) => (Some(secret), None),
+        None if has_jwks => (None, None),
+        None => {
+            let secret = dev_auth::dev_secret(&database)?;
+            (Some(secret.clone()), Some(secret))
+        }
+    };
+    // The three services speak mutual TLS to each other, with certificates
+    // of a CA made for this run (unless TLS_* name the operator's own), and
+    // check users' tokens with the same secret as the gateway.
+    let local_ca = match tool_config.security.tls {
+        Some(_) => None,
+        None => Some(taskagent_common::tls::LocalCa::new()?),
+    };
+    let guard = |security: &mut taskagent_common::grpc::Security, name: &str| {
+        if let Some(ca) = &local_ca {
+            security.tls = Some(ca.issue(name)?);
+        }
+        if !security.auth.is_configured() {
+            security.auth.secret = dev_secret.clone();
+        }
+        anyhow::Ok(())
+    };
+    guard(&mut tool_config.security, "tool-service")?;
     let tool_app = tool_service::Application::build(tool_config).await?;
-    let tool_url = format!("http://{}", tool_app.local_addr());
+    let tool_url = format!("https://{}", tool_app.local_addr());
 
-    let agent_config = agent_service::Config::from_lookup(with_defaults(vec![(
+    let mut agent_config = agent_service::Config::from_lookup(with_defaults(vec![(
         "TOOL_SERVICE_URL",
         tool_url.clone(),
     )]))?;
+    guard(&mut agent_config.security, "agent-service")?;
     let offline = agent_config.model.api_key.is_none();
     let agent_app = agent_service::Application::build(agent_config).await?;
-    let agent_url = format!("http://{}", agent_app.local_addr());
+    let agent_url = format!("https://{}", agent_app.local_addr());
 
     let mut gateway_defaults = vec![
         ("TOOL_SERVICE_URL", tool_url.clone()),
         ("AGENT_SERVICE_URL", agent_url.clone()),
     ];
-    let has_jwks = env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some();
-    let secret = match dev_auth::configured_secret() {
-        Some(secret) => Some(secret),
-        None if has_jwks => None,
-        None => {
-            let secret = dev_auth::dev_secret(&database)?;
-            gateway_defaults.push(("JWT_SECRET", secret.clone()));
-            Some(secret)
-        }
-    };
-    let gateway_app = gateway::Application::build(gateway::Config::from_lookup(with_defaults(
-        gateway_defaults,
-    ))?)
-    .await?;
+    if let Some(secret) = &dev_secret {
+        gateway_defaults.push(("JWT_SECRET", secret.clone()));
+    }
+    let mut gateway_config = gateway::Config::from_lookup(with_defaults(gateway_defaults))?;
+    if let Some(ca) = &local_ca {
+        gateway_config.tls = Some(ca.issue("gateway")?);
+    }
+    let gateway_app = gateway::Application::build(gateway_config).await?;
     let gateway_addr = gateway_app.local_addr();
 
     print_banner(
@@ -202,13 +223,14 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
     ]))?;
     telemetry::init(&tool_config.log_level, tool_config.log_format);
     let (stop, stopped) = watch::channel(false);
+    let tls = tool_config.security.tls.clone();
     let (url, in_process) = match env("TOOL_SERVICE_URL") {
         Some(url) => (url, None),
         None => {
             // This process's own tool-service, on loopback, for this one
             // user: there is no one else's token to check.
             tool_config.addr = "127.0.0.1:0".parse()?;
-            tool_config.auth = Default::default();
+            tool_config.security = Default::default();
             let app = tool_service::Application::build(tool_config).await?;
             let url = format!("http://{}", app.local_addr());
             let mut stopped = stopped.clone();
@@ -218,9 +240,8 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
             (url, Some(running))
         }
     };
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())
-        .with_context(|| format!("TOOL_SERVICE_URL {url:?} is not a valid URL"))?
-        .connect_lazy();
+    let channel =
+        taskagent_common::tls::endpoint(&url, "TOOL_SERVICE_URL", tls.as_ref())?.connect_lazy();
     let mcp = gateway::config::McpConfig::from_env(&Env(&|name| std::env::var(name).ok()))?;
     let tools = gateway::mcp::select_tools(mcp.read_only, mcp.tools.as_deref())
         .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;

@@ -14,6 +14,8 @@
 //! | `MAX_CONVERSATION_HISTORY` | `20`                        | earlier messages replayed to the model                 |
 //! | `LOG_LEVEL`, `LOG_FORMAT`  | `INFO`, `text`              | as for tool-service                                    |
 //! | `JWT_SECRET`, `BETTER_AUTH_SECRET`, `JWKS_URL`, `BETTER_AUTH_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` | unset | when set, every call must carry a user's token (`authorization: Bearer`), checked as the gateway checks it |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | unset | mutual TLS: serve over TLS, trust peers with a certificate of the CA, present this certificate to `https://` services |
+//! | `GRPC_REFLECTION` | `true` (`false` with TLS) | offer server reflection |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,8 +31,8 @@ pub struct Config {
     pub tool_service_url: String,
     pub model: ModelConfig,
     pub agent: AgentSettings,
-    /// How callers' tokens are checked; nothing configured trusts `x-user-id`.
-    pub auth: taskagent_common::auth::AuthConfig,
+    /// Who may call (tokens, mutual TLS) and whether reflection is on.
+    pub security: taskagent_common::grpc::Security,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -101,7 +103,7 @@ impl Config {
                 max_turns,
                 history: env.parse("MAX_CONVERSATION_HISTORY", "20")?,
             },
-            auth: taskagent_common::auth::AuthConfig::from_env(&env)?,
+            security: taskagent_common::grpc::Security::from_env(&env)?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use taskagent_common::callers::CallerCheck;
-use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, ServeSpec};
+use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, Security, ServeSpec};
 use tonic::service::RoutesBuilder;
+use tonic::transport::Channel;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 
 use crate::agent::Agent;
@@ -32,6 +31,7 @@ pub struct Application {
     agent: Arc<Agent>,
     request_timeout: Duration,
     callers: CallerCheck,
+    security: Security,
 }
 
 impl Application {
@@ -46,21 +46,17 @@ impl Application {
         config: Config,
         model: Option<Arc<dyn ChatModel>>,
     ) -> anyhow::Result<Self> {
-        let callers = CallerCheck::new(&config.auth).map_err(anyhow::Error::msg)?;
+        let callers = config.security.callers().map_err(anyhow::Error::msg)?;
         callers
             .check_address(config.addr, "AGENT_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
-        let tool_service = Endpoint::from_shared(config.tool_service_url.clone())
-            .with_context(|| {
-                format!(
-                    "TOOL_SERVICE_URL {:?} is not a valid URL",
-                    config.tool_service_url
-                )
-            })?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let tool_service = taskagent_common::tls::endpoint(
+            &config.tool_service_url,
+            "TOOL_SERVICE_URL",
+            config.security.tls.as_ref(),
+        )?
+        .connect_lazy();
         let model = match model {
             Some(model) => model,
             None => match &config.model.api_key {
@@ -83,6 +79,7 @@ impl Application {
             agent: Arc::new(agent),
             request_timeout: config.agent.timeout.saturating_add(RESPONSE_MARGIN),
             callers,
+            security: config.security,
         })
     }
 
@@ -113,6 +110,8 @@ impl Application {
             descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
             request_timeout: self.request_timeout,
             callers: self.callers,
+            tls: self.security.tls.as_ref(),
+            reflection: self.security.reflection,
         };
         grpc::serve(
             self.incoming,

@@ -32,6 +32,48 @@ pub fn bind(addr: SocketAddr, var: &str) -> anyhow::Result<(TcpIncoming, SocketA
     Ok((incoming, bound))
 }
 
+/// How a gRPC service is guarded, read once from the environment: users'
+/// tokens (`JWT_SECRET` ...), mutual TLS (`TLS_CERT_FILE`, `TLS_KEY_FILE`,
+/// `TLS_CA_FILE`), and whether reflection is offered (`GRPC_REFLECTION`,
+/// default on, off when TLS is on).
+#[derive(Clone, Debug)]
+pub struct Security {
+    pub auth: crate::auth::AuthConfig,
+    pub tls: Option<crate::tls::TlsConfig>,
+    pub reflection: bool,
+}
+
+impl Default for Security {
+    /// Nothing checked, reflection on: a process's own loopback service.
+    fn default() -> Self {
+        Self {
+            auth: crate::auth::AuthConfig::default(),
+            tls: None,
+            reflection: true,
+        }
+    }
+}
+
+impl Security {
+    pub fn from_env(env: &crate::env::Env<'_>) -> Result<Self, crate::env::ConfigError> {
+        let tls = crate::tls::TlsConfig::from_env(env)?;
+        let reflection = match env.string("GRPC_REFLECTION", "").as_str() {
+            "" => tls.is_none(),
+            _ => env.flag("GRPC_REFLECTION")?,
+        };
+        Ok(Self {
+            auth: crate::auth::AuthConfig::from_env(env)?,
+            tls,
+            reflection,
+        })
+    }
+
+    /// The check of every call, as configured.
+    pub fn callers(&self) -> Result<crate::callers::CallerCheck, String> {
+        crate::callers::CallerCheck::new(&self.auth, self.tls.is_some())
+    }
+}
+
 /// What [`serve`] needs to know about the service.
 pub struct ServeSpec<'a> {
     /// Every name health answers for (`""` and the service names).
@@ -42,6 +84,10 @@ pub struct ServeSpec<'a> {
     pub request_timeout: Duration,
     /// Who may call.
     pub callers: crate::callers::CallerCheck,
+    /// Mutual TLS, when configured.
+    pub tls: Option<&'a crate::tls::TlsConfig>,
+    /// Whether server reflection is offered.
+    pub reflection: bool,
 }
 
 /// Serves `routes` with health (through `reporter`) and reflection until
@@ -82,10 +128,12 @@ pub async fn serve(
         v1 = v1.with_service_name(*name);
         v1alpha = v1alpha.with_service_name(*name);
     }
-    routes
-        .add_service(health_service)
-        .add_service(v1.build_v1()?)
-        .add_service(v1alpha.build_v1alpha()?);
+    routes.add_service(health_service);
+    if spec.reflection {
+        routes
+            .add_service(v1.build_v1()?)
+            .add_service(v1alpha.build_v1alpha()?);
+    }
     let served = spec
         .health_names
         .iter()
@@ -101,7 +149,13 @@ pub async fn serve(
     ));
 
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = spec.tls {
+        builder = builder
+            .tls_config(tls.server())
+            .context("cannot use the TLS settings")?;
+    }
+    let server = builder
         .timeout(spec.request_timeout)
         .concurrency_limit_per_connection(MAX_CONCURRENT_CALLS_PER_CONNECTION)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod health;
 pub mod http;
 pub mod telemetry;
+pub mod tls;
 pub mod user;
 
 /// An error and its sources on one line, for logs and start-up messages.

@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use taskagent_common::auth::{AuthConfig, Authenticator};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
+use taskagent_common::auth::{AuthConfig, Authenticator};
 
 const SECRET: &str = "a-fuzzing-secret-of-at-least-32-chars";
 

@@ -11,6 +11,7 @@
 //! | `BETTER_AUTH_URL`     | unset                    | `JWKS_URL` defaults to this + `/api/auth/jwks`              |
 //! | `JWT_ISSUER`          | unset                    | required `iss` when set                                     |
 //! | `JWT_AUDIENCE`        | unset                    | required `aud` when set                                     |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | unset | mutual TLS to `https://` service URLs (HTTP stays plain) |
 //! | `CORS_ORIGINS`        | `http://localhost:3000`  | comma-separated origins allowed by CORS (`*` for any)       |
 //! | `RATE_LIMIT`          | `60`                     | chat requests per user per minute                           |
 //! | `AGENT_TIMEOUT`       | `30` (seconds)           | the agent's budget; requests time out a little after it     |
@@ -25,6 +26,7 @@ use std::time::Duration;
 use taskagent_common::auth::AuthConfig;
 use taskagent_common::env::{ConfigError, Env};
 use taskagent_common::telemetry::LogFormat;
+use taskagent_common::tls::TlsConfig;
 
 /// Everything the gateway reads from its environment.
 #[derive(Clone)]
@@ -33,6 +35,9 @@ pub struct Config {
     pub agent_service_url: String,
     pub tool_service_url: String,
     pub auth: AuthConfig,
+    /// The certificate the gateway presents to `https://` services, and the
+    /// CA it checks them with (`TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE`).
+    pub tls: Option<TlsConfig>,
     pub cors_origins: Vec<String>,
     pub rate_limit_per_minute: u32,
     pub agent_timeout: Duration,
@@ -97,6 +102,7 @@ impl Config {
             agent_service_url: env.string("AGENT_SERVICE_URL", "http://127.0.0.1:50052"),
             tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
             auth,
+            tls: TlsConfig::from_env(&env)?,
             cors_origins: env
                 .string("CORS_ORIGINS", "http://localhost:3000")
                 .split(',')

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -19,7 +19,6 @@ use taskagent_common::grpc::DRAIN_TIMEOUT;
 use taskagent_proto::agent_service_client::AgentServiceClient;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_tools::GrpcTasks;
-use tonic::transport::{Channel, Endpoint};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{AuthenticatedUser, Authenticator};
@@ -46,14 +45,6 @@ pub struct Application {
     stop_mcp: Box<dyn FnOnce() + Send>,
 }
 
-fn channel(url: &str, var: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("{var} {url:?} is not a valid URL"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
-
 impl Application {
     /// Binds the listener and builds the routes; the upstream services are
     /// connected lazily, so the gateway may start first.
@@ -62,6 +53,9 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.addr))?;
         let addr = listener.local_addr()?;
+        let channel = |url: &str, var: &str| {
+            taskagent_common::tls::endpoint(url, var, config.tls.as_ref()).map(|e| e.connect_lazy())
+        };
         let agent_channel = channel(&config.agent_service_url, "AGENT_SERVICE_URL")?;
         let tool_channel = channel(&config.tool_service_url, "TOOL_SERVICE_URL")?;
         let state = AppState {

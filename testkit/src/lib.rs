@@ -227,3 +227,28 @@ pub fn token_with(secret: &str, mut claims: serde_json::Value) -> String {
     )
     .expect("an HS256 token")
 }
+
+/// The services a server lists through reflection v1 (UNIMPLEMENTED when it
+/// offers no reflection).
+pub async fn reflection_services(
+    channel: tonic::transport::Channel,
+) -> Result<Vec<String>, Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    match answers.message().await?.and_then(|a| a.message_response) {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            Ok(list.service.into_iter().map(|s| s.name).collect())
+        }
+        _ => Err(Status::internal("no list of services")),
+    }
+}

@@ -11,13 +11,15 @@
 //! | `ENABLE_QUERY_LOGGING` | `false`                 | statements at debug, slower than 100 ms at warn          |
 //! | `LOG_LEVEL`            | `INFO`                  | TRACE, DEBUG, INFO, WARN, ERROR or a tracing filter      |
 //! | `JWT_SECRET`, `BETTER_AUTH_SECRET`, `JWKS_URL`, `BETTER_AUTH_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` | unset | when set, every call must carry a user's token (`authorization: Bearer`), checked as the gateway checks it |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | unset | mutual TLS: serve over TLS, trust peers with a certificate of the CA, present this certificate to `https://` services |
+//! | `GRPC_REFLECTION` | `true` (`false` with TLS) | offer server reflection |
 //! | `LOG_FORMAT`           | `text`                  | `text` or `json`                                         |
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use taskagent_common::auth::AuthConfig;
 pub use taskagent_common::env::{ConfigError, Env};
+pub use taskagent_common::grpc::Security;
 use taskagent_common::telemetry::LogFormat;
 
 use crate::db::DatabaseUrl;
@@ -27,8 +29,8 @@ use crate::db::DatabaseUrl;
 pub struct Config {
     pub addr: SocketAddr,
     pub database: DatabaseConfig,
-    /// How callers' tokens are checked; nothing configured trusts `x-user-id`.
-    pub auth: AuthConfig,
+    /// Who may call (tokens, mutual TLS) and whether reflection is on.
+    pub security: Security,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -57,7 +59,7 @@ impl Config {
         Ok(Self {
             addr: env.parse("TOOL_SERVICE_ADDR", "127.0.0.1:50051")?,
             database: DatabaseConfig::from_env(&env)?,
-            auth: AuthConfig::from_env(&env)?,
+            security: Security::from_env(&env)?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

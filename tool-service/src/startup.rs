@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use taskagent_common::callers::CallerCheck;
-use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, ServeSpec};
+use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, Security, ServeSpec};
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -26,6 +26,7 @@ pub struct Application {
     addr: SocketAddr,
     store: Store,
     callers: CallerCheck,
+    security: Security,
 }
 
 impl Application {
@@ -33,7 +34,7 @@ impl Application {
     /// migrations. Fails with the real cause when the database cannot be used.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let callers = CallerCheck::new(&config.auth).map_err(anyhow::Error::msg)?;
+        let callers = config.security.callers().map_err(anyhow::Error::msg)?;
         callers
             .check_address(config.addr, "TOOL_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
@@ -50,6 +51,7 @@ impl Application {
             addr,
             store,
             callers,
+            security: config.security,
         })
     }
 
@@ -92,6 +94,8 @@ impl Application {
             descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
             request_timeout: REQUEST_TIMEOUT,
             callers: self.callers,
+            tls: self.security.tls.as_ref(),
+            reflection: self.security.reflection,
         };
         grpc::serve(
             self.incoming,

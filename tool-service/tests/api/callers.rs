@@ -3,6 +3,7 @@
 //! whatever `x-user-id` says; health answers anyone.
 
 use serde_json::json;
+use taskagent_common::tls::{LocalCa, TlsConfig};
 use taskagent_proto::{CreateTaskRequest, ListTasksRequest};
 use taskagent_testkit::token_with;
 use tonic::Code;
@@ -11,6 +12,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use crate::helpers::{TestApp, TestDatabase, as_user, assert_error};
 
 const SECRET: &str = "a-caller-test-secret-of-32-chars!!";
+const MISSING: &str = "Missing credentials: send a user's token as authorization: Bearer <JWT>, \
+                       or call over mutual TLS with a service certificate";
 
 fn with_token<T>(user_claimed: &str, token: &str, message: T) -> tonic::Request<T> {
     let mut request = as_user(user_claimed, message);
@@ -39,7 +42,7 @@ async fn only_a_users_token_proves_who_calls() {
             .create_task(as_user("alice", create("no proof")))
             .await,
         Code::Unauthenticated,
-        "Missing credentials: send a user's token as authorization: Bearer <JWT>",
+        MISSING,
         "CREDENTIALS_MISSING",
     );
     let forged = token_with(
@@ -119,4 +122,80 @@ async fn without_caller_checks_only_loopback_is_served() {
     let mut checked = everywhere;
     checked.push(("JWT_SECRET", SECRET.to_owned()));
     build(checked).await.unwrap();
+}
+
+/// Writes `tls`'s PEM files into `dir`: the three TLS_* variables.
+fn tls_files(dir: &std::path::Path, tls: &TlsConfig) -> Vec<(&'static str, String)> {
+    [
+        ("TLS_CERT_FILE", "cert.pem", &tls.cert_pem),
+        ("TLS_KEY_FILE", "key.pem", &tls.key_pem),
+        ("TLS_CA_FILE", "ca.pem", &tls.ca_pem),
+    ]
+    .into_iter()
+    .map(|(var, file, pem)| {
+        let path = dir.join(file);
+        std::fs::write(&path, pem).unwrap();
+        (var, path.display().to_string())
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls_a_service_certificate_or_a_users_token_is_the_proof() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDatabase::sqlite();
+    let ca = LocalCa::new().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mut env = tls_files(files.path(), &ca.issue("tool-service").unwrap());
+    env.push(("JWT_SECRET", SECRET.to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // A trusted service (a certificate of the CA) names the user.
+    let gateway = ca.issue("gateway").unwrap().client();
+    let app = TestApp::spawn_with(&db, &env, Some(gateway)).await;
+    app.tasks()
+        .create_task(as_user("alice", create("milk")))
+        .await
+        .unwrap();
+    // Reflection is off by default with TLS.
+    let listed = taskagent_testkit::reflection_services(app.channel.clone()).await;
+    assert_eq!(listed.unwrap_err().code(), Code::Unimplemented);
+    app.stop().await;
+
+    // TLS without a client certificate: only a user's token will do.
+    let anonymous = tonic::transport::ClientTlsConfig::new().ca_certificate(
+        tonic::transport::Certificate::from_pem(&ca.issue("x").unwrap().ca_pem),
+    );
+    let app = TestApp::spawn_with(&db, &env, Some(anonymous)).await;
+    assert_error(
+        app.tasks()
+            .create_task(as_user("alice", create("no proof")))
+            .await,
+        Code::Unauthenticated,
+        MISSING,
+        "CREDENTIALS_MISSING",
+    );
+    let alice = token_with(SECRET, json!({"sub": "alice"}));
+    app.tasks()
+        .create_task(with_token("alice", &alice, create("bread")))
+        .await
+        .unwrap();
+    assert_eq!(app.health("").await, ServingStatus::Serving);
+    app.stop().await;
+
+    // A certificate of another CA gets no connection at all, nor does plain
+    // HTTP/2.
+    let stranger = LocalCa::new().unwrap().issue("gateway").unwrap();
+    let mut wrong_ca = stranger.client();
+    wrong_ca = wrong_ca.ca_certificate(tonic::transport::Certificate::from_pem(
+        &ca.issue("x").unwrap().ca_pem,
+    ));
+    let app = TestApp::spawn_with(&db, &env, Some(wrong_ca)).await;
+    let refused = app.tasks().create_task(as_user("alice", create("x"))).await;
+    let code = refused.unwrap_err().code();
+    assert!(
+        matches!(code, Code::Unavailable | Code::Unknown),
+        "{code:?}: a failed handshake"
+    );
+    app.stop().await;
 }

@@ -37,6 +37,15 @@ impl TestApp {
     /// Starts tool-service on `db`, with small pools; `overrides` replace
     /// any variable (for example `DATABASE_URL`).
     pub async fn spawn(db: &TestDatabase, overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_with(db, overrides, None).await
+    }
+
+    /// [`TestApp::spawn`], talked to over TLS with `tls` when given.
+    pub async fn spawn_with(
+        db: &TestDatabase,
+        overrides: &[(&str, &str)],
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         let mut env: HashMap<String, String> = [
             ("TOOL_SERVICE_ADDR", "127.0.0.1:0"),
             ("DATABASE_URL", db.url()),
@@ -61,11 +70,14 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to tool-service");
+        let channel = match tls {
+            None => Channel::from_shared(format!("http://{addr}")).expect("uri"),
+            Some(tls) => Channel::from_shared(format!("https://{addr}"))
+                .expect("uri")
+                .tls_config(tls)
+                .expect("TLS settings"),
+        };
+        let channel = channel.connect_lazy();
         Self {
             channel,
             stop,
