@@ -30,13 +30,10 @@ pub async fn run_all() -> anyhow::Result<()> {
     telemetry::init(&tool_config.log_level, tool_config.log_format);
     let database = tool_config.database.url.clone();
     let has_jwks = env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some();
-    let (secret, dev_secret) = match dev_auth::configured_secret() {
-        Some(secret) => (Some(secret), None),
-        None if has_jwks => (None, None),
-        None => {
-            let secret = dev_auth::dev_secret(&database)?;
-            (Some(secret.clone()), Some(secret))
-        }
+    let dev_secret = match dev_auth::configured_secret() {
+        Some(_) => None,
+        None if has_jwks => None,
+        None => Some(dev_auth::dev_secret(&database)?),
     };
     // The three services speak mutual TLS to each other, with certificates
     // of a CA made for this run (unless TLS_* name the operator's own), and
@@ -87,7 +84,7 @@ pub async fn run_all() -> anyhow::Result<()> {
         &agent_url,
         &database,
         offline,
-        secret.as_deref(),
+        dev_secret.as_deref(),
     )?;
 
     let (stop, stopped) = watch::channel(false);
@@ -118,7 +115,7 @@ fn print_banner(
     agent_url: &str,
     database: &tool_service::db::DatabaseUrl,
     offline: bool,
-    secret: Option<&str>,
+    dev_secret: Option<&str>,
 ) -> anyhow::Result<()> {
     let model = if offline {
         "the offline model (set OPENAI_API_KEY for a real one)"
@@ -131,7 +128,9 @@ fn print_banner(
     );
     println!("  agent-service  {agent_url}   ({model})");
     println!("  tool-service   {tool_url}   ({database})");
-    match secret {
+    // A token is printed only for the development secret made here: one
+    // signed with a configured secret would be a real credential in a log.
+    match dev_secret {
         Some(secret) => {
             let token = dev_auth::mint(secret, "demo", Duration::from_secs(30 * 24 * 3600))?;
             println!(
@@ -144,7 +143,10 @@ fn print_banner(
                  -H 'Content-Type: application/json' -d '{{\"message\": \"add buy milk\"}}'"
             );
         }
-        None => println!("tokens: from Better Auth (JWKS)"),
+        None => println!(
+            "tokens: from your issuer (JWT_SECRET, BETTER_AUTH_SECRET or JWKS); `taskagent token --user ID` \
+             signs one with a configured secret"
+        ),
     }
     std::io::stdout().flush()?;
     Ok(())

@@ -206,3 +206,35 @@ fn every_command_line_explains_itself_and_refuses_nonsense() {
         assert!(text.contains(expected), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn with_a_configured_secret_no_token_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = taskagent(dir.path())
+        .env("TOOL_SERVICE_ADDR", "127.0.0.1:0")
+        .env("AGENT_SERVICE_ADDR", "127.0.0.1:0")
+        .env("GATEWAY_ADDR", "127.0.0.1:0")
+        .env("JWT_SECRET", "a-production-secret-of-at-least-32-chars")
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _launcher = Launcher(child);
+    let mut banner = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("tokens:");
+        banner.push_str(&line);
+        banner.push('\n');
+        if done {
+            break;
+        }
+    }
+    assert!(banner.contains("taskagent is running"), "{banner}");
+    assert!(!banner.contains("eyJ"), "no token in the log: {banner}");
+    assert!(
+        !dir.path().join("taskagent.db.jwt-secret").exists(),
+        "no development secret beside a configured one"
+    );
+}
