@@ -192,9 +192,11 @@ async fn over_mutual_tls_a_service_certificate_or_a_users_token_is_the_proof() {
     ));
     let app = TestApp::spawn_with(&db, &env, Some(wrong_ca)).await;
     let refused = app.tasks().create_task(as_user("alice", create("x"))).await;
+    // How a refused client certificate surfaces depends on when the alert
+    // arrives (TLS 1.3 sends it after the client thinks it is connected).
     let code = refused.unwrap_err().code();
     assert!(
-        matches!(code, Code::Unavailable | Code::Unknown),
+        matches!(code, Code::Unavailable | Code::Unknown | Code::Cancelled),
         "{code:?}: a failed handshake"
     );
     app.stop().await;
