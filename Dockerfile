@@ -16,7 +16,8 @@ RUN GOBIN=/out go install github.com/grpc-ecosystem/grpc-health-probe@v0.4.38
 
 FROM debian:bookworm-slim
 # TLS roots are built into the binaries (rustls + webpki-roots): no ca-certificates needed.
-RUN useradd --system --uid 10001 --create-home --home-dir /data taskagent
+RUN useradd --system --uid 10001 --create-home --home-dir /data taskagent \
+    && install -d -o taskagent -m 0700 /certs
 COPY --from=build /out/ /usr/local/bin/
 COPY --from=probe /out/grpc-health-probe /usr/local/bin/grpc_health_probe
 USER taskagent

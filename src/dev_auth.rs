@@ -47,12 +47,7 @@ pub fn dev_secret(database: &DatabaseUrl) -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    write_private(&path, secret.as_bytes())?;
     Ok(secret)
 }
 
@@ -97,6 +92,48 @@ pub fn hours(raw: &str) -> Result<Duration, String> {
 /// `taskagent token --user ID [--hours N]`.
 pub fn token_command(args: &crate::UserArgs) -> anyhow::Result<()> {
     println!("{}", mint(&signing_secret()?, &args.user, args.hours)?);
+    Ok(())
+}
+
+/// `taskagent certs --out DIR`: a CA made now and a certificate and key per
+/// service, as PEM files (the CA's key is not kept: to add a service, make
+/// them all again). Existing files are left alone, so a deployment's one-shot
+/// job can run it at every start.
+pub fn certs_command(out: &std::path::Path, names: &[String]) -> anyhow::Result<()> {
+    let ca_file = out.join("ca.pem");
+    if ca_file.exists() {
+        println!(
+            "{} exists: keeping the certificates in {}",
+            ca_file.display(),
+            out.display()
+        );
+        return Ok(());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ca = taskagent_common::tls::LocalCa::new()?;
+    for name in names {
+        let tls = ca.issue(name)?;
+        write_private(&out.join(format!("{name}.key")), &tls.key_pem)?;
+        std::fs::write(out.join(format!("{name}.pem")), &tls.cert_pem)?;
+    }
+    // The CA last: its presence says the set is complete.
+    std::fs::write(&ca_file, ca.ca_pem())?;
+    println!(
+        "wrote ca.pem and {} certificates to {}",
+        names.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes `bytes` readable by the owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(())
 }
 

@@ -10,6 +10,8 @@
 //! * `taskagent chat --user ID [MESSAGE]` talks to a running gateway.
 //! * `taskagent mcp --user ID` serves the task tools over MCP on stdio.
 //! * `taskagent migrate` applies pending migrations and exits.
+//! * `taskagent certs --out DIR` writes a CA and a certificate per service
+//!   (mutual TLS for a deployment).
 //! * `taskagent probe URL` checks an HTTP health endpoint (for containers).
 
 mod dev_auth;
@@ -58,6 +60,15 @@ enum Command {
         #[arg(long, value_parser = user_id)]
         user: String,
     },
+    /// Write a new CA and a certificate and key for each service into DIR (mutual TLS for a deployment)
+    Certs {
+        /// Where to write ca.pem and NAME.pem / NAME.key; nothing is written when DIR/ca.pem exists
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The services, each also the host name in its certificate
+        #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "tool-service,agent-service,gateway")]
+        names: Vec<String>,
+    },
     /// Exit 0 when GET URL answers 2xx within 5 s (container health checks)
     Probe {
         /// The health endpoint, e.g. http://127.0.0.1:8000/health
@@ -92,6 +103,7 @@ async fn main() -> ExitCode {
         Some(Command::Token { user }) => dev_auth::token_command(&user),
         Some(Command::Chat { user, message }) => launch::chat_command(&user, &message).await,
         Some(Command::Mcp { user }) => launch::mcp_command(&user).await,
+        Some(Command::Certs { out, names }) => dev_auth::certs_command(&out, &names),
         Some(Command::Probe { url }) => probe(&url).await,
     };
     match result {

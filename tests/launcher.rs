@@ -238,3 +238,81 @@ fn with_a_configured_secret_no_token_is_printed() {
         "no development secret beside a configured one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_made_by_the_cli_carry_mutual_tls_between_services() {
+    use taskagent_proto::ListTasksRequest;
+    use taskagent_proto::task_service_client::TaskServiceClient;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = certs.to_str().unwrap();
+    let (code, text) = run(
+        std::path::Path::new(env!("CARGO_BIN_EXE_taskagent")),
+        &["certs", "--out", out],
+    );
+    assert_eq!(code, 0, "{text}");
+    let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(certs.join("gateway.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "keys are the owner's alone");
+    }
+    let (code, _) = run(
+        std::path::Path::new(env!("CARGO_BIN_EXE_taskagent")),
+        &["certs", "--out", out],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read(certs.join("ca.pem")).unwrap(),
+        ca,
+        "a second run keeps them"
+    );
+
+    // tool-service serves with its files; a client with the gateway's
+    // certificate reaches it by name and may name the user.
+    let file = |name: &str| certs.join(name).display().to_string();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let vars = [
+        ("TOOL_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
+        ("DATABASE_URL", db),
+        ("TLS_CERT_FILE", file("tool-service.pem")),
+        ("TLS_KEY_FILE", file("tool-service.key")),
+        ("TLS_CA_FILE", file("ca.pem")),
+    ];
+    let config = tool_service::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let app = tool_service::Application::build(config).await.unwrap();
+    let url = format!("https://localhost:{}", app.local_addr().port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let gateway = taskagent_common::tls::TlsConfig {
+        cert_pem: std::fs::read(certs.join("gateway.pem")).unwrap(),
+        key_pem: std::fs::read(certs.join("gateway.key")).unwrap(),
+        ca_pem: ca,
+    };
+    let channel = taskagent_common::tls::endpoint(&url, "TOOL_SERVICE_URL", Some(&gateway))
+        .unwrap()
+        .connect_lazy();
+    let listed = TaskServiceClient::new(channel)
+        .list_tasks(taskagent_testkit::as_user(
+            "alice",
+            ListTasksRequest::default(),
+        ))
+        .await
+        .unwrap();
+    assert!(listed.into_inner().tasks.is_empty());
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

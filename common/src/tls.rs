@@ -122,11 +122,12 @@ impl LocalCa {
         Ok(Self { issuer })
     }
 
-    /// A certificate named `name` for loopback (`localhost`, `127.0.0.1`,
-    /// `::1`), good as a server's and as a client's, with this CA's.
+    /// A certificate named `name`, for the host `name` (a compose service's
+    /// name) and loopback (`localhost`, `127.0.0.1`, `::1`), good as a
+    /// server's and as a client's, with this CA's.
     pub fn issue(&self, name: &str) -> anyhow::Result<TlsConfig> {
         use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
-        let hosts = ["localhost", "127.0.0.1", "::1"].map(str::to_owned);
+        let hosts = [name, "localhost", "127.0.0.1", "::1"].map(str::to_owned);
         let mut params = CertificateParams::new(hosts.to_vec())?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![
@@ -138,7 +139,12 @@ impl LocalCa {
         Ok(TlsConfig {
             cert_pem: cert.pem().into_bytes(),
             key_pem: key.serialize_pem().into_bytes(),
-            ca_pem: self.issuer.pem().into_bytes(),
+            ca_pem: self.ca_pem(),
         })
+    }
+
+    /// The CA's own certificate.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        self.issuer.pem().into_bytes()
     }
 }
