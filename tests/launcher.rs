@@ -29,28 +29,36 @@ fn taskagent(dir: &std::path::Path) -> Command {
     command
 }
 
-#[test]
-fn runs_from_an_empty_folder_and_a_chat_adds_a_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = taskagent(dir.path())
+/// Starts `taskagent` in `dir` with `env` (its three addresses on free
+/// ports) and reads its banner up to the line starting with `last`.
+fn launch(dir: &std::path::Path, env: &[(&str, &str)], last: &str) -> (Launcher, Vec<String>) {
+    let mut command = taskagent(dir);
+    command
         .env("TOOL_SERVICE_ADDR", "127.0.0.1:0")
         .env("AGENT_SERVICE_ADDR", "127.0.0.1:0")
         .env("GATEWAY_ADDR", "127.0.0.1:0")
         .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped());
+    let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let launcher = Launcher(child);
     let mut banner = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        let done = line.starts_with("  curl ");
+        let done = line.starts_with(last);
         banner.push(line);
         if done {
             break;
         }
     }
+    (launcher, banner)
+}
+
+#[test]
+fn runs_from_an_empty_folder_and_a_chat_adds_a_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (launcher, banner) = launch(dir.path(), &[], "  curl ");
     let gateway = banner
         .iter()
         .find_map(|l| l.trim().strip_prefix("gateway"))
@@ -210,27 +218,9 @@ fn every_command_line_explains_itself_and_refuses_nonsense() {
 #[test]
 fn with_a_configured_secret_no_token_is_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = taskagent(dir.path())
-        .env("TOOL_SERVICE_ADDR", "127.0.0.1:0")
-        .env("AGENT_SERVICE_ADDR", "127.0.0.1:0")
-        .env("GATEWAY_ADDR", "127.0.0.1:0")
-        .env("JWT_SECRET", "a-production-secret-of-at-least-32-chars")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _launcher = Launcher(child);
-    let mut banner = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let done = line.starts_with("tokens:");
-        banner.push_str(&line);
-        banner.push('\n');
-        if done {
-            break;
-        }
-    }
+    let secret = [("JWT_SECRET", "a-production-secret-of-at-least-32-chars")];
+    let (_launcher, banner) = launch(dir.path(), &secret, "tokens:");
+    let banner = banner.join("\n");
     assert!(banner.contains("taskagent is running"), "{banner}");
     assert!(!banner.contains("eyJ"), "no token in the log: {banner}");
     assert!(
