@@ -120,9 +120,9 @@ impl<S: Send + Sync> FromRequest<S> for BodyWithin {
         let read = tokio::time::timeout(REQUEST_TIMEOUT, Bytes::from_request(request, state));
         Ok(Self(match read.await {
             Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
-                ApiError::Status(rejection.status(), "Request body too large".to_owned()),
-            ),
+            Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::body_too_large())
+            }
             Ok(Err(_)) => Err(ApiError::unprocessable("Could not read the request body")),
             Err(_) => Err(body_timeout()),
         }))

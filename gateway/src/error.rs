@@ -33,6 +33,14 @@ impl ApiError {
         Self::Status(StatusCode::UNPROCESSABLE_ENTITY, detail.into())
     }
 
+    /// 413: a body over the limit.
+    pub fn body_too_large() -> Self {
+        Self::Status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large".to_owned(),
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotAuthenticated => StatusCode::UNAUTHORIZED,

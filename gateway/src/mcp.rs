@@ -81,13 +81,7 @@ pub async fn front_door(State(state): State<AppState>, request: Request, next: N
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, crate::startup::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return ApiError::Status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large".to_owned(),
-            )
-            .into_response();
-        }
+        Err(_) => return ApiError::body_too_large().into_response(),
     };
     let message: Value = match serde_json::from_slice(&bytes) {
         Ok(message) => message,
