@@ -27,7 +27,7 @@ fn with_defaults(defaults: Vec<(&'static str, String)>) -> impl Fn(&str) -> Opti
 /// Runs tool-service, agent-service and the gateway until SIGTERM or SIGINT.
 pub async fn run_all() -> anyhow::Result<()> {
     let mut tool_config = tool_service::Config::from_env()?;
-    telemetry::init(&tool_config.log_level, tool_config.log_format);
+    let telemetry = telemetry::init(&tool_config.log_level, tool_config.log_format, "taskagent");
     let database = tool_config.database.url.clone();
     let has_jwks = env("JWKS_URL").is_some() || env("BETTER_AUTH_URL").is_some();
     let dev_secret = match dev_auth::configured_secret() {
@@ -60,6 +60,10 @@ pub async fn run_all() -> anyhow::Result<()> {
         tool_url.clone(),
     )]))?;
     guard(&mut agent_config.security, "agent-service")?;
+    // One process, one metrics registry: METRICS_ADDR (if set) is served
+    // once, by tool-service, and shows every service's metrics, as the
+    // gateway's /metrics does.
+    agent_config.metrics_addr = None;
     let offline = agent_config.model.api_key.is_none();
     let agent_app = agent_service::Application::build(agent_config).await?;
     let agent_url = format!("https://{}", agent_app.local_addr());
@@ -106,6 +110,7 @@ pub async fn run_all() -> anyhow::Result<()> {
             servers.await?;
         }
     }
+    telemetry.shutdown();
     Ok(())
 }
 
@@ -223,7 +228,11 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
         ("TOOL_SERVICE_ADDR", "127.0.0.1:0".to_owned()),
         ("LOG_LEVEL", "WARN".to_owned()),
     ]))?;
-    telemetry::init(&tool_config.log_level, tool_config.log_format);
+    let telemetry = telemetry::init(
+        &tool_config.log_level,
+        tool_config.log_format,
+        "taskagent-mcp",
+    );
     let (stop, stopped) = watch::channel(false);
     let tls = tool_config.security.tls.clone();
     let (url, in_process) = match env("TOOL_SERVICE_URL") {
@@ -242,8 +251,7 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
             (url, Some(running))
         }
     };
-    let channel =
-        taskagent_common::tls::endpoint(&url, "TOOL_SERVICE_URL", tls.as_ref())?.connect_lazy();
+    let channel = taskagent_common::grpc::connect(&url, "TOOL_SERVICE_URL", tls.as_ref())?;
     let mcp = gateway::config::McpConfig::from_env(&Env(&|name| std::env::var(name).ok()))?;
     let tools = gateway::mcp::select_tools(mcp.read_only, mcp.tools.as_deref())
         .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;
@@ -262,5 +270,6 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
     if let Some(in_process) = in_process {
         in_process.await??;
     }
+    telemetry.shutdown();
     Ok(())
 }

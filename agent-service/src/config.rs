@@ -16,6 +16,7 @@
 //! | `JWT_SECRET`, `BETTER_AUTH_SECRET`, `JWKS_URL`, `BETTER_AUTH_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` | unset | when set, every call must carry a user's token (`authorization: Bearer`), checked as the gateway checks it |
 //! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | unset | mutual TLS: serve over TLS, trust peers with a certificate of the CA, present this certificate to `https://` services |
 //! | `GRPC_REFLECTION` | `true` (`false` with TLS) | offer server reflection |
+//! | `METRICS_ADDR` | unset | when set, Prometheus metrics at `http://METRICS_ADDR/metrics` |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct Config {
     pub agent: AgentSettings,
     /// Who may call (tokens, mutual TLS) and whether reflection is on.
     pub security: taskagent_common::grpc::Security,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -104,6 +107,7 @@ impl Config {
                 history: env.parse("MAX_CONVERSATION_HISTORY", "20")?,
             },
             security: taskagent_common::grpc::Security::from_env(&env)?,
+            metrics_addr: env.optional("METRICS_ADDR")?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

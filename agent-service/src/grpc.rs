@@ -1,6 +1,7 @@
 //! `taskagent.v1.AgentService` over the [`Agent`].
 
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use taskagent_proto::agent_service_server::{AgentService, AgentServiceServer};
 use taskagent_proto::{
@@ -78,7 +79,8 @@ impl AgentService for AgentApi {
         // The turn runs to its end even if the caller goes away (this
         // future is dropped): its writes and its record stay whole, and a
         // retry with the same request id gets its outcome.
-        let running = tokio::spawn(async move { agent.chat(&caller, turn, &|_| {}).await });
+        let running =
+            tokio::spawn(async move { agent.chat(&caller, turn, &|_| {}).await }.in_current_span());
         let outcome = running
             .await
             .map_err(|e| Status::internal(format!("turn failed: {e}")))??;
@@ -98,22 +100,26 @@ impl AgentService for AgentApi {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let agent = self.agent.clone();
         // The turn runs to its end even if the caller goes away: its writes
-        // and its record in the conversation stay consistent.
-        tokio::spawn(async move {
-            let events = sender.clone();
-            let on_event = move |event: Event| {
-                let _ = events.send(Ok(ChatEvent {
-                    event: Some(event.into()),
-                }));
-            };
-            let last = match agent.chat(&caller, turn, &on_event).await {
-                Ok(outcome) => Ok(ChatEvent {
-                    event: Some(chat_event::Event::Done(outcome.into())),
-                }),
-                Err(error) => Err(Status::from(error)),
-            };
-            let _ = sender.send(last);
-        });
+        // and its record in the conversation stay consistent. It stays in
+        // the call's span.
+        tokio::spawn(
+            async move {
+                let events = sender.clone();
+                let on_event = move |event: Event| {
+                    let _ = events.send(Ok(ChatEvent {
+                        event: Some(event.into()),
+                    }));
+                };
+                let last = match agent.chat(&caller, turn, &on_event).await {
+                    Ok(outcome) => Ok(ChatEvent {
+                        event: Some(chat_event::Event::Done(outcome.into())),
+                    }),
+                    Err(error) => Err(Status::from(error)),
+                };
+                let _ = sender.send(last);
+            }
+            .in_current_span(),
+        );
         Ok(Response::new(UnboundedReceiverStream::new(receiver)))
     }
 }

@@ -7,13 +7,13 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use taskagent_common::grpc::Channel;
 use taskagent_common::user::Caller;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_proto::{
     BeginTurnRequest, BeginTurnResponse, ChatResponse, FinishTurnRequest, Message, Role,
     RunToolCallsRequest, ToolCall, ToolResult,
 };
-use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 

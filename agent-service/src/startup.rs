@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskagent_common::callers::CallerCheck;
-use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, Security, ServeSpec};
-use tonic::service::RoutesBuilder;
-use tonic::transport::Channel;
+use taskagent_common::grpc::{self, Channel, GrpcServer, MAX_MESSAGE_BYTES, Security};
+use taskagent_common::metrics::MetricsServer;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
@@ -32,6 +31,7 @@ pub struct Application {
     request_timeout: Duration,
     callers: CallerCheck,
     security: Security,
+    metrics: Option<MetricsServer>,
 }
 
 impl Application {
@@ -51,12 +51,15 @@ impl Application {
             .check_address(config.addr, "AGENT_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
-        let tool_service = taskagent_common::tls::endpoint(
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(MetricsServer::bind(addr).await?),
+            None => None,
+        };
+        let tool_service = grpc::connect(
             &config.tool_service_url,
             "TOOL_SERVICE_URL",
             config.security.tls.as_ref(),
-        )?
-        .connect_lazy();
+        )?;
         let model = match model {
             Some(model) => model,
             None => match &config.model.api_key {
@@ -80,6 +83,7 @@ impl Application {
             request_timeout: config.agent.timeout.saturating_add(RESPONSE_MARGIN),
             callers,
             security: config.security,
+            metrics,
         })
     }
 
@@ -88,40 +92,31 @@ impl Application {
         self.addr
     }
 
+    /// The address `/metrics` is served on, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, lets
     /// in-flight turns finish (for a bounded time) and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let mut routes = RoutesBuilder::default();
-        routes.add_service(
+        let server = GrpcServer::new(
+            &self.security,
+            self.callers,
+            self.request_timeout,
+            taskagent_proto::FILE_DESCRIPTOR_SET,
+        )
+        .add_service(
             AgentApi::new(self.agent)
                 .into_server()
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
-        let (reporter, health_service) = tonic_health::server::health_reporter();
-        health::set_all(&reporter, ServingStatus::NotServing).await;
-        let watcher = tokio::spawn(health::watch_tool_service(
-            self.tool_service,
-            reporter.clone(),
-        ));
-        tracing::info!(addr = %self.addr, "agent-service serving");
-        let spec = ServeSpec {
-            health_names: &health::SERVICE_NAMES,
-            descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
-            request_timeout: self.request_timeout,
-            callers: self.callers,
-            tls: self.security.tls.as_ref(),
-            reflection: self.security.reflection,
-        };
-        grpc::serve(
-            self.incoming,
-            routes,
-            reporter,
-            health_service,
-            watcher,
-            &spec,
-            shutdown,
         )
-        .await
+        .metrics(self.metrics, || {});
+        let health = server.health();
+        health.set(ServingStatus::NotServing).await;
+        let watcher = tokio::spawn(health::watch_tool_service(self.tool_service, health));
+        tracing::info!(addr = %self.addr, "agent-service serving");
+        server.serve(self.incoming, watcher, shutdown).await
     }
 }

@@ -46,6 +46,18 @@ impl Env<'_> {
             .map_err(|e| ConfigError::new(var, format!("cannot use {value:?}: {e}")))
     }
 
+    /// The variable parsed as `T`, or `None` when it is unset or blank.
+    pub fn optional<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.string(var, "").as_str() {
+            "" => Ok(None),
+            _ => self.parse(var, "").map(Some),
+        }
+    }
+
     /// A positive number of seconds (fractions allowed), at most a year: a
     /// longer one is a typo, and would overflow the clock arithmetic of
     /// deadlines.

@@ -7,6 +7,7 @@ pub mod env;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 pub mod user;
@@ -33,8 +34,8 @@ pub fn is_idempotency_key(key: &[u8]) -> bool {
 /// The way every service binary runs: `--help` and `--version` on its
 /// command line (nothing else: its configuration is the environment's), its configuration (a bad variable is
 /// one line on stderr and exit 1), rustls with ring as the process's TLS
-/// provider, logging, then `run` until it ends; a failure is logged once and
-/// exits 1.
+/// provider, logging and traces, then `run` until it ends (then the last
+/// spans are flushed); a failure is logged once and exits 1.
 pub async fn run_binary<C, F>(
     name: &'static str,
     about: &'static str,
@@ -62,14 +63,16 @@ where
     // TLS everywhere in the process is rustls with ring (no aws-lc).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (level, format) = logging(&config);
-    telemetry::init(&level, format);
-    match run(config).await {
+    let telemetry = telemetry::init(&level, format, name);
+    let code = match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{name} failed: {error:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

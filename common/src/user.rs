@@ -42,13 +42,18 @@ pub fn user_of(metadata: &MetadataMap) -> Option<String> {
 /// The metadata key of a user's token, as in HTTP.
 const AUTHORIZATION: &str = "authorization";
 
+/// The metadata key (and HTTP header) of the id that follows one request
+/// through every service and into their logs.
+pub const REQUEST_ID_METADATA: &str = "x-request-id";
+
 /// Who a call acts for, as it is passed on to the next service: the user,
-/// and the user's token when the call came with one (so that a next service
-/// that checks tokens can check it too).
+/// the user's token when the call came with one (so that a next service
+/// that checks tokens can check it too), and the request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub user: String,
     authorization: Option<MetadataValue<Ascii>>,
+    request_id: Option<MetadataValue<Ascii>>,
 }
 
 impl Caller {
@@ -57,6 +62,7 @@ impl Caller {
         Self {
             user: user.into(),
             authorization: None,
+            request_id: None,
         }
     }
 
@@ -67,11 +73,19 @@ impl Caller {
         self
     }
 
+    /// The id of the request this call is part of (left out when it cannot
+    /// be metadata).
+    pub fn with_request_id(mut self, id: Option<&[u8]>) -> Self {
+        self.request_id = id.and_then(|v| MetadataValue::try_from(v).ok());
+        self
+    }
+
     /// The caller of an incoming call (see [`user_of`]).
     pub fn of(metadata: &MetadataMap) -> Option<Self> {
         Some(Self {
             user: user_of(metadata)?,
             authorization: metadata.get(AUTHORIZATION).cloned(),
+            request_id: metadata.get(REQUEST_ID_METADATA).cloned(),
         })
     }
 
@@ -81,6 +95,9 @@ impl Caller {
         set_user(metadata, &self.user)?;
         if let Some(value) = &self.authorization {
             metadata.insert(AUTHORIZATION, value.clone());
+        }
+        if let Some(value) = &self.request_id {
+            metadata.insert(REQUEST_ID_METADATA, value.clone());
         }
         Some(())
     }

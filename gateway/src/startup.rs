@@ -15,18 +15,18 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use taskagent_common::grpc::DRAIN_TIMEOUT;
+use taskagent_common::grpc::{self, DRAIN_TIMEOUT};
 use taskagent_proto::agent_service_client::AgentServiceClient;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_tools::GrpcTasks;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument as _;
 
 use crate::auth::{AuthenticatedUser, Authenticator};
 use crate::config::Config;
 use crate::edge;
 use crate::error::ApiError;
 use crate::mcp::TaskToolsServer;
-use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::routes::{chat, conversations, ops};
 use crate::state::{AppState, REQUEST_ID};
@@ -53,9 +53,8 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.addr))?;
         let addr = listener.local_addr()?;
-        let channel = |url: &str, var: &str| {
-            taskagent_common::tls::endpoint(url, var, config.tls.as_ref()).map(|e| e.connect_lazy())
-        };
+        taskagent_common::metrics::install();
+        let channel = |url: &str, var: &str| grpc::connect(url, var, config.tls.as_ref());
         let agent_channel = channel(&config.agent_service_url, "AGENT_SERVICE_URL")?;
         let tool_channel = channel(&config.tool_service_url, "TOOL_SERVICE_URL")?;
         let state = AppState {
@@ -65,7 +64,6 @@ impl Application {
             tool_channel,
             auth: Arc::new(Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?),
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
-            metrics: Arc::new(Metrics::default()),
             agent_timeout: config.agent_timeout,
         };
         tracing::info!(
@@ -207,7 +205,7 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
         .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(edge::contract_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn(observe))
         .layer(cors)
         .with_state(state)
 }
@@ -226,7 +224,7 @@ async fn require_user(State(state): State<AppState>, mut request: Request, next:
 
 /// Gives every request an id (the caller's `x-request-id`, or a new one,
 /// echoed in the response), then logs and counts it by route template.
-async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+async fn observe(mut request: Request, next: Next) -> Response {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let started = Instant::now();
     let id = match request
@@ -244,25 +242,40 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert(REQUEST_ID, value);
     }
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut response = next.run(request).await;
+    // The request's span: a child of the caller's `traceparent`, if any,
+    // and the parent of the calls to the services behind.
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format_args!("{method} {endpoint}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %endpoint,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+    );
+    taskagent_common::telemetry::continue_trace(&span, request.headers());
+    let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .observe_request(&method, &endpoint, status, elapsed);
-    tracing::info!(
-        request.id = %id,
-        http.method = %method,
-        http.route = %endpoint,
-        http.status = status,
-        duration_ms = elapsed.as_millis() as u64,
-        "request"
-    );
+    span.record("http.response.status_code", status);
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    crate::metrics::observe_request(&method, &endpoint, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            http.status = status,
+            duration_ms = elapsed.as_millis() as u64,
+            "request"
+        );
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

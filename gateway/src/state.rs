@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use taskagent_common::grpc::Channel;
 use taskagent_proto::agent_service_client::AgentServiceClient;
 use taskagent_proto::conversation_service_client::ConversationServiceClient;
-use tonic::transport::Channel;
 
 use crate::auth::Authenticator;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 
 /// Shared state of the handlers. Cheap to clone.
@@ -23,12 +22,11 @@ pub struct AppState {
     pub tool_channel: Channel,
     pub auth: Arc<Authenticator>,
     pub limiter: Arc<RateLimiter>,
-    pub metrics: Arc<Metrics>,
     pub agent_timeout: Duration,
 }
 
 /// The request id header, set by the caller or by the gateway.
-pub const REQUEST_ID: &str = "x-request-id";
+pub use taskagent_common::user::REQUEST_ID_METADATA as REQUEST_ID;
 
 impl AppState {
     /// The verified user of a request (401 otherwise).
@@ -67,14 +65,12 @@ pub fn grpc_request<T>(
     let authorization = headers.get(axum::http::header::AUTHORIZATION);
     taskagent_common::user::Caller::new(user)
         .with_authorization(authorization.map(axum::http::HeaderValue::as_bytes))
+        .with_request_id(
+            headers
+                .get(REQUEST_ID)
+                .map(axum::http::HeaderValue::as_bytes),
+        )
         .stamp(metadata)
         .ok_or(ApiError::NotAuthenticated)?;
-    if let Some(id) = headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-    {
-        metadata.insert(REQUEST_ID, id);
-    }
     Ok(request)
 }

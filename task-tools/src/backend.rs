@@ -3,12 +3,12 @@
 
 use std::future::Future;
 
+use taskagent_common::grpc::Channel;
 use taskagent_proto::task_service_client::TaskServiceClient;
 use taskagent_proto::{
     CompleteTaskRequest, CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, ListTasksRequest,
     ListTasksResponse, Task, TaskStatusFilter, UpdateTaskRequest,
 };
-use tonic::transport::Channel;
 use tonic::{Request, Status};
 use tonic_types::StatusExt;
 

@@ -381,12 +381,37 @@ pub async fn execute(backend: &dyn TaskBackend, user: &str, call: ToolCall) -> V
     outcome.unwrap_or_else(ToolError::into_result)
 }
 
-/// Parses and runs a call in one step: what a model's tool call needs.
+/// The catalogue's tool names. Any other name a model sends is `unknown` in
+/// metrics and spans.
+pub const TOOL_NAMES: [&str; 6] = [
+    "add_task",
+    "list_tasks",
+    "complete_task",
+    "delete_task",
+    "update_task",
+    "get_task",
+];
+
+/// `name` if it is a tool of the catalogue, else `"unknown"`.
+pub fn tool_label(name: &str) -> &'static str {
+    taskagent_common::metrics::known_or_unknown(name, &TOOL_NAMES)
+}
+
+/// Parses and runs a call in one step: what a model's tool call needs. The
+/// call is a `tool.call` span.
 pub async fn run(backend: &dyn TaskBackend, user: &str, name: &str, arguments: &str) -> Value {
-    match ToolCall::parse(name, arguments) {
-        Ok(call) => execute(backend, user, call).await,
-        Err(error) => error.into_result(),
-    }
+    let tool = tool_label(name);
+    let span = tracing::info_span!("tool.call", otel.name = tool, tool.name = tool);
+    tracing::Instrument::instrument(
+        async {
+            match ToolCall::parse(name, arguments) {
+                Ok(call) => execute(backend, user, call).await,
+                Err(error) => error.into_result(),
+            }
+        },
+        span,
+    )
+    .await
 }
 
 fn task_result(task: &Task, status: &str) -> Value {
@@ -398,6 +423,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_catalogue_names_every_tool() {
+        let mut specs: Vec<&str> = specs().iter().map(|s| s.name).collect();
+        let mut names = TOOL_NAMES.to_vec();
+        specs.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(specs, names);
+        assert_eq!(tool_label("add_task"), "add_task");
+        assert_eq!(tool_label("rm -rf"), "unknown");
+    }
 
     /// Any JSON value, nested a little.
     fn json_value() -> impl Strategy<Value = Value> {

@@ -252,3 +252,15 @@ pub async fn reflection_services(
         _ => Err(Status::internal("no list of services")),
     }
 }
+
+/// The value of one series (written exactly as rendered, labels included)
+/// in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

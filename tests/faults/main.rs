@@ -6,6 +6,10 @@
 
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+#[allow(
+    dead_code,
+    reason = "the observability tests use the rest of the stack"
+)]
 mod stack;
 
 use std::time::{Duration, Instant};

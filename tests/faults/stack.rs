@@ -100,6 +100,9 @@ impl Drop for Service {
 pub struct Stack {
     pub gateway: String,
     pub tool_url: String,
+    /// `/metrics` of tool-service and agent-service (`METRICS_ADDR`).
+    pub tool_metrics: String,
+    pub agent_metrics: String,
     pub database: DatabaseCheck,
     http: reqwest::Client,
     tool: Service,
@@ -118,13 +121,30 @@ impl Stack {
         model: &ScriptedModel,
         agent_timeout: u32,
     ) -> Self {
+        Self::start_with(db, database_url, model, agent_timeout, &[]).await
+    }
+
+    /// [`Stack::start`], with `extra` variables for all three services.
+    pub async fn start_with(
+        db: &TestDatabase,
+        database_url: &str,
+        model: &ScriptedModel,
+        agent_timeout: u32,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let logs = tempfile::tempdir().expect("log dir");
         let (tool_addr, agent_addr, gateway_addr) = (free_addr(), free_addr(), free_addr());
+        let (tool_metrics, agent_metrics) = (free_addr(), free_addr());
         let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
             pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .chain(
+                    extra
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                )
                 .collect()
         };
         let tool = Service::start(
@@ -135,6 +155,7 @@ impl Stack {
                 ("DB_POOL_SIZE", "2".into()),
                 ("DB_MAX_OVERFLOW", "4".into()),
                 ("DB_POOL_TIMEOUT", "30".into()),
+                ("METRICS_ADDR", tool_metrics.to_string()),
             ]),
             logs.path(),
         );
@@ -146,6 +167,7 @@ impl Stack {
                 ("OPENAI_API_KEY", "sk-test".into()),
                 ("OPENAI_BASE_URL", model.base_url.clone()),
                 ("AGENT_TIMEOUT", agent_timeout.to_string()),
+                ("METRICS_ADDR", agent_metrics.to_string()),
             ]),
             logs.path(),
         );
@@ -164,6 +186,8 @@ impl Stack {
         let stack = Self {
             gateway: format!("http://{gateway_addr}"),
             tool_url: format!("http://{tool_addr}"),
+            tool_metrics: format!("http://{tool_metrics}/metrics"),
+            agent_metrics: format!("http://{agent_metrics}/metrics"),
             database: DatabaseCheck::new(db).await,
             http: reqwest::Client::new(),
             tool,

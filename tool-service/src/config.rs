@@ -13,6 +13,7 @@
 //! | `JWT_SECRET`, `BETTER_AUTH_SECRET`, `JWKS_URL`, `BETTER_AUTH_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` | unset | when set, every call must carry a user's token (`authorization: Bearer`), checked as the gateway checks it |
 //! | `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE` | unset | mutual TLS: serve over TLS, trust peers with a certificate of the CA, present this certificate to `https://` services |
 //! | `GRPC_REFLECTION` | `true` (`false` with TLS) | offer server reflection |
+//! | `METRICS_ADDR`         | unset                   | when set, Prometheus metrics at `http://METRICS_ADDR/metrics` |
 //! | `LOG_FORMAT`           | `text`                  | `text` or `json`                                         |
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Who may call (tokens, mutual TLS) and whether reflection is on.
     pub security: Security,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -60,6 +63,7 @@ impl Config {
             addr: env.parse("TOOL_SERVICE_ADDR", "127.0.0.1:50051")?,
             database: DatabaseConfig::from_env(&env)?,
             security: Security::from_env(&env)?,
+            metrics_addr: env.optional("METRICS_ADDR")?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

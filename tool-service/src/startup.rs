@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use taskagent_common::callers::CallerCheck;
-use taskagent_common::grpc::{self, MAX_MESSAGE_BYTES, Security, ServeSpec};
-use tonic::service::RoutesBuilder;
+use taskagent_common::grpc::{self, GrpcServer, MAX_MESSAGE_BYTES, Security};
+use taskagent_common::metrics::MetricsServer;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
@@ -27,6 +27,7 @@ pub struct Application {
     store: Store,
     callers: CallerCheck,
     security: Security,
+    metrics: Option<MetricsServer>,
 }
 
 impl Application {
@@ -39,6 +40,10 @@ impl Application {
             .check_address(config.addr, "TOOL_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "TOOL_SERVICE_ADDR")?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(MetricsServer::bind(addr).await?),
+            None => None,
+        };
         let store = Store::open(&config.database).await?;
         tracing::info!(
             db.backend = config.database.url.backend_name(),
@@ -52,6 +57,7 @@ impl Application {
             store,
             callers,
             security: config.security,
+            metrics,
         })
     }
 
@@ -60,53 +66,56 @@ impl Application {
         self.addr
     }
 
+    /// The address `/metrics` is served on, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, lets
     /// in-flight calls finish (for a bounded time) and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let mut routes = RoutesBuilder::default();
-        routes
-            .add_service(
-                TaskApi::new(self.store.clone())
-                    .into_server()
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
-                ConversationApi::new(self.store.clone())
-                    .into_server()
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        let pool = self.store.clone();
+        let server = GrpcServer::new(
+            &self.security,
+            self.callers,
+            REQUEST_TIMEOUT,
+            taskagent_proto::FILE_DESCRIPTOR_SET,
+        )
+        .add_service(
+            TaskApi::new(self.store.clone())
+                .into_server()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ConversationApi::new(self.store.clone())
+                .into_server()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(DiagnosticsApi::new(self.store.clone()).into_server())
+        // The pool's own counters: a scrape never waits on the database.
+        .metrics(self.metrics, move || {
+            let state = pool.pool_state();
+            taskagent_common::metrics::set_pool(
+                state.backend,
+                state.active,
+                state.connections,
+                state.max,
             );
-        routes.add_service(DiagnosticsApi::new(self.store.clone()).into_server());
-        let (reporter, health_service) = tonic_health::server::health_reporter();
+        });
+        let health = server.health();
         // Migrations ran in `build`: the database answered a moment ago.
-        health::set_all(&reporter, ServingStatus::Serving).await;
-        let (store, health_reporter) = (self.store.clone(), reporter.clone());
+        health.set(ServingStatus::Serving).await;
+        let store = self.store;
         let watcher = tokio::spawn(async move {
             tokio::join!(
-                health::watch_database(store.clone(), health_reporter),
+                health::watch_database(store.clone(), health),
                 forget_old_keys(store)
             );
         });
         tracing::info!(addr = %self.addr, "tool-service serving");
-        let spec = ServeSpec {
-            health_names: &health::SERVICE_NAMES,
-            descriptor_sets: &[taskagent_proto::FILE_DESCRIPTOR_SET],
-            request_timeout: REQUEST_TIMEOUT,
-            callers: self.callers,
-            tls: self.security.tls.as_ref(),
-            reflection: self.security.reflection,
-        };
-        grpc::serve(
-            self.incoming,
-            routes,
-            reporter,
-            health_service,
-            watcher,
-            &spec,
-            shutdown,
-        )
-        .await
+        server.serve(self.incoming, watcher, shutdown).await
     }
 }
 

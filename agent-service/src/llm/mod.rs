@@ -91,6 +91,22 @@ pub enum ModelError {
     OutOfTime,
 }
 
+impl ModelError {
+    /// The `outcome` label of `model_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::QuotaExhausted => "quota_exhausted",
+            Self::AuthenticationFailed => "authentication_failed",
+            Self::RateLimited => "rate_limited",
+            Self::Rejected(_) => "rejected",
+            Self::ContextTooLong(_) => "context_too_long",
+            Self::BadReply(_) => "bad_reply",
+            Self::Unavailable(_) => "unavailable",
+            Self::OutOfTime => "timeout",
+        }
+    }
+}
+
 /// A chat model with tool calling.
 #[tonic::async_trait]
 pub trait ChatModel: Send + Sync {

@@ -26,6 +26,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use taskagent_tools::ToolSpec;
+use tracing::Instrument as _;
 
 use super::{ChatMessage, ChatModel, ModelError, ModelReply, ModelToolCall, Usage};
 use crate::config::ModelConfig;
@@ -103,14 +104,69 @@ impl ChatModel for OpenAiModel {
         format!("{} at {}", self.model, self.url)
     }
 
+    /// One model request (retries included) in a `model.chat` span, counted
+    /// in `model_requests_total`, `model_request_duration_seconds` and
+    /// `model_tokens_total`.
     async fn complete(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
         deadline: Instant,
     ) -> Result<ModelReply, ModelError> {
+        let span = tracing::info_span!(
+            "model.chat",
+            otel.name = %format_args!("chat {}", self.model),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = %self.model,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            retries = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let mut retries = 0;
+        let result = self
+            .complete_with_retries(messages, tools, deadline, &mut retries)
+            .instrument(span.clone())
+            .await;
+        let model = self.model.clone();
+        metrics::histogram!("model_request_duration_seconds", "model" => model.clone())
+            .record(started.elapsed().as_secs_f64());
+        span.record("retries", retries);
+        let outcome = match &result {
+            Ok(reply) => {
+                span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
+                span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
+                for (kind, tokens) in [
+                    ("prompt", reply.usage.prompt_tokens),
+                    ("completion", reply.usage.completion_tokens),
+                ] {
+                    metrics::counter!("model_tokens_total", "model" => model.clone(), "kind" => kind)
+                        .increment(u64::from(tokens));
+                }
+                "success"
+            }
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                error.outcome()
+            }
+        };
+        metrics::counter!("model_requests_total", "model" => model, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+}
+
+impl OpenAiModel {
+    async fn complete_with_retries(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        deadline: Instant,
+        attempt: &mut u32,
+    ) -> Result<ModelReply, ModelError> {
         let body = request_body(&self.model, messages, tools);
-        let mut attempt = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -124,18 +180,18 @@ impl ChatModel for OpenAiModel {
                 Attempt::Fail(error) => return Err(error),
                 Attempt::Retry { error, retry_after } => (error, retry_after),
             };
-            if attempt >= self.max_retries {
+            if *attempt >= self.max_retries {
                 return Err(error);
             }
-            let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+            let wait = retry_after.unwrap_or_else(|| self.backoff(*attempt));
             // Compared, never added: a server may ask for any wait at all.
             if wait >= deadline.saturating_duration_since(Instant::now()) {
                 tracing::warn!(%error, wait_ms = wait.as_millis() as u64, "no time left to retry the model");
                 return Err(error);
             }
-            tracing::info!(%error, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "retrying the model");
+            tracing::info!(%error, attempt = *attempt + 1, wait_ms = wait.as_millis() as u64, "retrying the model");
             tokio::time::sleep(wait).await;
-            attempt += 1;
+            *attempt += 1;
         }
     }
 }

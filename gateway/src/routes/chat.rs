@@ -154,7 +154,7 @@ async fn run_chat(
     for call in &response.tool_calls {
         let failed =
             serde_json::from_str::<Value>(&call.result_json).is_ok_and(|r| r["status"] == "error");
-        state.metrics.observe_tool(
+        crate::metrics::observe_tool(
             &call.tool,
             !failed,
             Duration::from_millis(u64::from(call.duration_ms)),

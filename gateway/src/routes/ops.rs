@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
+use taskagent_common::grpc::Channel;
 use taskagent_proto::diagnostics_service_client::DiagnosticsServiceClient;
 use taskagent_proto::{DatabaseStats, GetDatabaseStatsRequest};
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -83,16 +83,23 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus text exposition: the gateway's own metrics, and
 /// `db_connections_active` (with `db_connections_open` and
-/// `db_connections_max`) from tool-service's pool when it answers.
+/// `db_connections_max`) from tool-service's pool when it answers (its pool
+/// counters, never a database query). In the launcher's single process the
+/// other services' metrics are here too.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut text = state.metrics.render();
     if let Ok(stats) = database(state.tool_channel.clone()).await {
-        text.push_str(&crate::metrics::render_pool(
+        taskagent_common::metrics::set_pool(
             &stats.backend,
             stats.active_connections,
             stats.connections,
             stats.max_connections,
-        ));
+        );
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        taskagent_common::metrics::render(),
+    )
 }

@@ -122,7 +122,12 @@ macro_rules! on_connection {
     ($store:expr, waiter = $waiter:expr, $conn:ident => $body:expr) => {{
         let store: &$crate::db::Store = $store;
         let gate = (&store.outage, $waiter);
-        let result: ::std::result::Result<_, $crate::error::Error> = match store.pool() {
+        let span = ::tracing::info_span!(
+            "db.session",
+            otel.kind = "client",
+            db.system = store.system(),
+        );
+        let result: ::std::result::Result<_, $crate::error::Error> = ::tracing::Instrument::instrument(async { match store.pool() {
             $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool, gate).await {
                 Ok(mut connection) => {
                     let $conn = &mut *connection;
@@ -137,7 +142,7 @@ macro_rules! on_connection {
                 }
                 Err(error) => Err(error),
             },
-        };
+        }}, span).await;
         result
     }};
 }
@@ -224,8 +229,8 @@ impl Store {
                     async move {
                         let mut conn = connect_postgres(&target).await?;
                         opened.end();
-                        if logging {
-                            conn.set_instrumentation(query_log::QueryLogger::default());
+                        if let Some(observer) = query_log::QueryObserver::new(logging, true) {
+                            conn.set_instrumentation(observer);
                         }
                         Ok(conn)
                     }
@@ -247,8 +252,8 @@ impl Store {
                             .await
                             .map_err(ConnectionError::CouldntSetupConfiguration)?;
                         opened.end();
-                        if logging {
-                            conn.set_instrumentation(query_log::QueryLogger::default());
+                        if let Some(observer) = query_log::QueryObserver::new(logging, false) {
+                            conn.set_instrumentation(observer);
                         }
                         Ok(conn)
                     }
@@ -271,6 +276,14 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The backend, as OpenTelemetry's `db.system` names it.
+    pub(crate) fn system(&self) -> &'static str {
+        match &self.pool {
+            Pool::Postgres(_) => "postgresql",
+            Pool::Sqlite(_) => "sqlite",
+        }
     }
 
     /// Open and busy connections of the pool.

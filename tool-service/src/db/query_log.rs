@@ -1,6 +1,12 @@
-//! `ENABLE_QUERY_LOGGING`: every statement at debug level, and those slower
-//! than 100 ms at warn. Only the SQL text is logged, never the bound values
-//! (they hold titles and chat messages).
+//! What each statement leaves behind: with `ENABLE_QUERY_LOGGING`, a log
+//! line at debug level (at warn when slower than 100 ms); when traces are
+//! exported, a `db.query` span. Only the SQL text is logged or exported,
+//! never the bound values (they hold titles and chat messages).
+//!
+//! Statement spans are made on PostgreSQL only: diesel reports a SQLite
+//! statement from the blocking thread that runs it, where the call's span is
+//! not current, so on SQLite the `db.session` span of each use of a
+//! connection stands for its statements.
 
 use std::time::{Duration, Instant};
 
@@ -9,16 +15,43 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 /// Statements slower than this are logged at warn level.
 pub const SLOW_QUERY: Duration = Duration::from_millis(100);
 
-/// A diesel instrumentation that logs statements and their duration.
-#[derive(Debug, Default)]
-pub struct QueryLogger {
+/// A diesel instrumentation that logs statements and traces them.
+#[derive(Debug)]
+pub struct QueryObserver {
+    log: bool,
+    trace: bool,
     started: Option<Instant>,
+    span: Option<tracing::Span>,
 }
 
-impl Instrumentation for QueryLogger {
+impl QueryObserver {
+    /// An observer for a new connection, or `None` when it would do nothing.
+    pub fn new(log: bool, statement_spans: bool) -> Option<Self> {
+        let trace = statement_spans && taskagent_common::telemetry::exporting();
+        (log || trace).then_some(Self {
+            log,
+            trace,
+            started: None,
+            span: None,
+        })
+    }
+}
+
+impl Instrumentation for QueryObserver {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => self.started = Some(Instant::now()),
+            InstrumentationEvent::StartQuery { .. } => {
+                self.started = Some(Instant::now());
+                if self.trace {
+                    self.span = Some(tracing::info_span!(
+                        "db.query",
+                        otel.kind = "client",
+                        db.system = "postgresql",
+                        db.statement = tracing::field::Empty,
+                        otel.status_code = tracing::field::Empty,
+                    ));
+                }
+            }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 let elapsed = self
                     .started
@@ -27,8 +60,17 @@ impl Instrumentation for QueryLogger {
                     .unwrap_or_default();
                 let text = query.to_string();
                 let sql = text.split(" -- binds:").next().unwrap_or_default();
-                let duration_ms = elapsed.as_secs_f64() * 1000.0;
                 let failed = error.is_some();
+                if let Some(span) = self.span.take() {
+                    span.record("db.statement", sql);
+                    if failed {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                if !self.log {
+                    return;
+                }
+                let duration_ms = elapsed.as_secs_f64() * 1000.0;
                 if elapsed >= SLOW_QUERY {
                     tracing::warn!(db.statement = sql, duration_ms, failed, "slow query");
                 } else {
