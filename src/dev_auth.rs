@@ -2,6 +2,7 @@
 //! `BETTER_AUTH_SECRET`, or a development secret generated once and stored
 //! beside the SQLite database) and HS256 tokens signed with it.
 
+use secrecy::{ExposeSecret as _, SecretString};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,29 +31,31 @@ pub fn dev_secret_path(database: &DatabaseUrl) -> PathBuf {
 }
 
 /// The configured HS256 secret, if any.
-pub fn configured_secret() -> Option<String> {
-    env("JWT_SECRET").or_else(|| env("BETTER_AUTH_SECRET"))
+pub fn configured_secret() -> Option<SecretString> {
+    env("JWT_SECRET")
+        .or_else(|| env("BETTER_AUTH_SECRET"))
+        .map(SecretString::from)
 }
 
 /// The development secret of `database`, created on first use (64 random hex
 /// characters, readable by the owner only).
-pub fn dev_secret(database: &DatabaseUrl) -> anyhow::Result<String> {
+pub fn dev_secret(database: &DatabaseUrl) -> anyhow::Result<SecretString> {
     let path = dev_secret_path(database);
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim().to_owned();
+        let existing = existing.trim();
         if existing.len() >= taskagent_common::auth::MIN_SECRET_CHARS {
-            return Ok(existing);
+            return Ok(existing.into());
         }
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     write_private(&path, secret.as_bytes())?;
-    Ok(secret)
+    Ok(secret.into())
 }
 
 /// The secret tokens are signed with: configured, or the development one.
-pub fn signing_secret() -> anyhow::Result<String> {
+pub fn signing_secret() -> anyhow::Result<SecretString> {
     if let Some(secret) = configured_secret() {
         return Ok(secret);
     }
@@ -66,13 +69,13 @@ pub fn signing_secret() -> anyhow::Result<String> {
 }
 
 /// An HS256 token for `user`, valid for `ttl`.
-pub fn mint(secret: &str, user: &str, ttl: Duration) -> anyhow::Result<String> {
+pub fn mint(secret: &SecretString, user: &str, ttl: Duration) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let claims = serde_json::json!({"sub": user, "iat": now, "exp": now + ttl.as_secs()});
     Ok(encode(
         &Header::default(),
         &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
+        &EncodingKey::from_secret(secret.expose_secret().as_bytes()),
     )?)
 }
 
@@ -113,7 +116,10 @@ pub fn certs_command(out: &std::path::Path, names: &[String]) -> anyhow::Result<
     let ca = taskagent_common::tls::LocalCa::new()?;
     for name in names {
         let tls = ca.issue(name)?;
-        write_private(&out.join(format!("{name}.key")), &tls.key_pem)?;
+        write_private(
+            &out.join(format!("{name}.key")),
+            tls.key_pem.expose_secret(),
+        )?;
         std::fs::write(out.join(format!("{name}.pem")), &tls.cert_pem)?;
     }
     // The CA last: its presence says the set is complete.

@@ -1,5 +1,6 @@
 //! Running the three services in one process, and `taskagent chat`.
 
+use secrecy::{ExposeSecret as _, SecretString};
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -73,7 +74,7 @@ pub async fn run_all() -> anyhow::Result<()> {
         ("AGENT_SERVICE_URL", agent_url.clone()),
     ];
     if let Some(secret) = &dev_secret {
-        gateway_defaults.push(("JWT_SECRET", secret.clone()));
+        gateway_defaults.push(("JWT_SECRET", secret.expose_secret().to_owned()));
     }
     let mut gateway_config = gateway::Config::from_lookup(with_defaults(gateway_defaults))?;
     if let Some(ca) = &local_ca {
@@ -88,7 +89,7 @@ pub async fn run_all() -> anyhow::Result<()> {
         &agent_url,
         &database,
         offline,
-        dev_secret.as_deref(),
+        dev_secret.as_ref(),
     )?;
 
     let (stop, stopped) = watch::channel(false);
@@ -120,7 +121,7 @@ fn print_banner(
     agent_url: &str,
     database: &tool_service::db::DatabaseUrl,
     offline: bool,
-    dev_secret: Option<&str>,
+    dev_secret: Option<&SecretString>,
 ) -> anyhow::Result<()> {
     let model = if offline {
         "the offline model (set OPENAI_API_KEY for a real one)"

@@ -289,7 +289,7 @@ async fn certs_made_by_the_cli_carry_mutual_tls_between_services() {
     }));
     let gateway = taskagent_common::tls::TlsConfig {
         cert_pem: std::fs::read(certs.join("gateway.pem")).unwrap(),
-        key_pem: std::fs::read(certs.join("gateway.key")).unwrap(),
+        key_pem: std::fs::read(certs.join("gateway.key")).unwrap().into(),
         ca_pem: ca,
     };
     let channel = taskagent_common::tls::endpoint(&url, "TOOL_SERVICE_URL", Some(&gateway))

@@ -18,7 +18,7 @@
 //! | `GRPC_REFLECTION` | `true` (`false` with TLS) | offer server reflection |
 //! | `METRICS_ADDR` | unset | when set, Prometheus metrics at `http://METRICS_ADDR/metrics` |
 
-use std::fmt;
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -40,27 +40,16 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Which model to use and how to talk to it.
-#[derive(Clone)]
+/// Which model to use and how to talk to it. The key never shows in `Debug`
+/// output.
+#[derive(Clone, Debug)]
 pub struct ModelConfig {
     /// `None` selects the offline model.
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     pub model: String,
     pub base_url: String,
     pub max_retries: u32,
     pub request_timeout: Duration,
-}
-
-impl fmt::Debug for ModelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ModelConfig")
-            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
-            .field("model", &self.model)
-            .field("base_url", &self.base_url)
-            .field("max_retries", &self.max_retries)
-            .field("request_timeout", &self.request_timeout)
-            .finish()
-    }
 }
 
 /// Bounds of one turn.
@@ -95,7 +84,9 @@ impl Config {
             addr: env.parse("AGENT_SERVICE_ADDR", "127.0.0.1:50052")?,
             tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
             model: ModelConfig {
-                api_key: Some(env.string("OPENAI_API_KEY", "")).filter(|k| !k.is_empty()),
+                api_key: Some(env.string("OPENAI_API_KEY", ""))
+                    .filter(|k| !k.is_empty())
+                    .map(SecretString::from),
                 model: env.string("OPENAI_MODEL", "gpt-4o-mini"),
                 base_url,
                 max_retries: env.parse("OPENAI_MAX_RETRIES", "3")?,

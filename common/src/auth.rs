@@ -9,6 +9,7 @@
 //! it, fetched again for an unknown `kid` (at most every 30 s) and after
 //! 10 minutes in any case.
 
+use secrecy::{ExposeSecret as _, SecretString};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -37,23 +38,13 @@ pub const MIN_SECRET_CHARS: usize = 32;
 
 /// How tokens are checked: `JWT_SECRET` (or `BETTER_AUTH_SECRET`), `JWKS_URL`
 /// (or `BETTER_AUTH_URL` + `/api/auth/jwks`), `JWT_ISSUER`, `JWT_AUDIENCE`.
-#[derive(Clone, Default)]
+/// The secret is a [`SecretString`]: it never shows in `Debug` output.
+#[derive(Clone, Debug, Default)]
 pub struct AuthConfig {
-    pub secret: Option<String>,
+    pub secret: Option<SecretString>,
     pub jwks_url: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
-}
-
-impl std::fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
-            .field("jwks_url", &self.jwks_url)
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .finish()
-    }
 }
 
 impl AuthConfig {
@@ -62,11 +53,14 @@ impl AuthConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let optional = |var: &str| Some(env.string(var, "")).filter(|v| !v.is_empty());
         let (secret, secret_var) = match optional("JWT_SECRET") {
-            Some(secret) => (Some(secret), "JWT_SECRET"),
-            None => (optional("BETTER_AUTH_SECRET"), "BETTER_AUTH_SECRET"),
+            Some(secret) => (Some(SecretString::from(secret)), "JWT_SECRET"),
+            None => (
+                optional("BETTER_AUTH_SECRET").map(SecretString::from),
+                "BETTER_AUTH_SECRET",
+            ),
         };
         if let Some(secret) = &secret
-            && secret.chars().count() < MIN_SECRET_CHARS
+            && secret.expose_secret().chars().count() < MIN_SECRET_CHARS
         {
             return Err(ConfigError::new(
                 secret_var,
@@ -130,7 +124,7 @@ impl Authenticator {
             secret: config
                 .secret
                 .as_ref()
-                .map(|s| DecodingKey::from_secret(s.as_bytes())),
+                .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
             jwks,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -367,7 +361,7 @@ mod tests {
 
     fn authenticator() -> Authenticator {
         Authenticator::new(&AuthConfig {
-            secret: Some(SECRET.to_owned()),
+            secret: Some(SECRET.into()),
             ..AuthConfig::default()
         })
         .unwrap()

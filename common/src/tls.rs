@@ -8,22 +8,18 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use secrecy::{ExposeSecret as _, SecretSlice};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::env::{ConfigError, Env};
 
-/// A service's TLS material, as PEM.
-#[derive(Clone)]
+/// A service's TLS material, as PEM; the private key never shows in
+/// `Debug` output.
+#[derive(Clone, Debug)]
 pub struct TlsConfig {
     pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
+    pub key_pem: SecretSlice<u8>,
     pub ca_pem: Vec<u8>,
-}
-
-impl std::fmt::Debug for TlsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsConfig { .. }")
-    }
 }
 
 impl TlsConfig {
@@ -55,13 +51,13 @@ impl TlsConfig {
         })?;
         Ok(Some(Self {
             cert_pem,
-            key_pem,
+            key_pem: key_pem.into(),
             ca_pem,
         }))
     }
 
     fn identity(&self) -> Identity {
-        Identity::from_pem(&self.cert_pem, &self.key_pem)
+        Identity::from_pem(&self.cert_pem, self.key_pem.expose_secret())
     }
 
     /// The server side: this service's certificate, and client
@@ -138,7 +134,7 @@ impl LocalCa {
         let cert = params.signed_by(&key, &*self.issuer)?;
         Ok(TlsConfig {
             cert_pem: cert.pem().into_bytes(),
-            key_pem: key.serialize_pem().into_bytes(),
+            key_pem: key.serialize_pem().into_bytes().into(),
             ca_pem: self.ca_pem(),
         })
     }

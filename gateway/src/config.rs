@@ -29,7 +29,7 @@ use taskagent_common::telemetry::LogFormat;
 use taskagent_common::tls::TlsConfig;
 
 /// Everything the gateway reads from its environment.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub addr: SocketAddr,
     pub agent_service_url: String,
@@ -66,16 +66,6 @@ impl McpConfig {
             read_only: env.flag("MCP_READ_ONLY")?,
             tools: (!tools.is_empty()).then(|| list(&tools)),
         })
-    }
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("addr", &self.addr)
-            .field("secret", &self.auth.secret.as_ref().map(|_| "<set>"))
-            .field("jwks_url", &self.auth.jwks_url)
-            .finish_non_exhaustive()
     }
 }
 
@@ -151,7 +141,13 @@ mod tests {
         );
         let secret = "s".repeat(32);
         let c = config(&[("BETTER_AUTH_SECRET", &secret)]).unwrap();
-        assert_eq!(c.auth.secret.as_deref(), Some(secret.as_str()));
+        assert_eq!(
+            c.auth
+                .secret
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret),
+            Some(secret.as_str())
+        );
         let c = config(&[("BETTER_AUTH_URL", "https://auth.example.com/")]).unwrap();
         assert_eq!(
             c.auth.jwks_url.as_deref(),

@@ -24,6 +24,7 @@ use async_openai::types::chat::{
 };
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use taskagent_tools::ToolSpec;
 use tracing::Instrument as _;
@@ -43,7 +44,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 pub struct OpenAiModel {
     http: reqwest::Client,
     url: String,
-    api_key: String,
+    api_key: SecretString,
     model: String,
     max_retries: u32,
     request_timeout: Duration,
@@ -52,7 +53,7 @@ pub struct OpenAiModel {
 
 impl OpenAiModel {
     /// A client for `config`; `config.api_key` must be set.
-    pub fn new(config: &ModelConfig, api_key: String) -> Result<Self, String> {
+    pub fn new(config: &ModelConfig, api_key: SecretString) -> Result<Self, String> {
         let http = taskagent_common::http::client(Duration::from_secs(10))?;
         Ok(Self {
             http,
@@ -201,7 +202,7 @@ impl OpenAiModel {
         let sent = self
             .http
             .post(&self.url)
-            .bearer_auth(&self.api_key)
+            .bearer_auth(self.api_key.expose_secret())
             .timeout(timeout)
             .json(body)
             .send()

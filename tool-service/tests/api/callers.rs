@@ -2,6 +2,7 @@
 //! user's bearer token is the only proof, and its subject is the user
 //! whatever `x-user-id` says; health answers anyone.
 
+use secrecy::ExposeSecret as _;
 use serde_json::json;
 use taskagent_common::tls::{LocalCa, TlsConfig};
 use taskagent_proto::{CreateTaskRequest, ListTasksRequest};
@@ -127,9 +128,9 @@ async fn without_caller_checks_only_loopback_is_served() {
 /// Writes `tls`'s PEM files into `dir`: the three TLS_* variables.
 fn tls_files(dir: &std::path::Path, tls: &TlsConfig) -> Vec<(&'static str, String)> {
     [
-        ("TLS_CERT_FILE", "cert.pem", &tls.cert_pem),
-        ("TLS_KEY_FILE", "key.pem", &tls.key_pem),
-        ("TLS_CA_FILE", "ca.pem", &tls.ca_pem),
+        ("TLS_CERT_FILE", "cert.pem", &tls.cert_pem[..]),
+        ("TLS_KEY_FILE", "key.pem", tls.key_pem.expose_secret()),
+        ("TLS_CA_FILE", "ca.pem", &tls.ca_pem[..]),
     ]
     .into_iter()
     .map(|(var, file, pem)| {
