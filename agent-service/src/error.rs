@@ -4,12 +4,8 @@
 use std::time::Duration;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::llm::ModelError;
-
-/// `google.rpc.ErrorInfo.domain` of every error agent-service returns.
-pub use taskagent_common::callers::ERROR_DOMAIN;
 
 /// Longest message a user may send, in characters.
 pub const MESSAGE_MAX_CHARS: usize = 4000;
@@ -111,10 +107,6 @@ impl AgentError {
 impl From<AgentError> for Status {
     fn from(error: AgentError) -> Self {
         let (code, reason) = error.code_and_reason();
-        Status::with_error_details(
-            code,
-            error.public_message(),
-            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
-        )
+        taskagent_common::grpc::error_status(code, error.public_message(), reason)
     }
 }

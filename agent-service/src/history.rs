@@ -15,7 +15,6 @@ use taskagent_proto::{
     RunToolCallsRequest, ToolCall, ToolResult,
 };
 use tonic::{Code, Request, Status};
-use tonic_types::StatusExt;
 
 use crate::error::AgentError;
 use crate::llm::{ChatMessage, ModelToolCall};
@@ -33,10 +32,7 @@ pub struct History {
 
 /// `message` as a request for `caller` that must be answered by `deadline`.
 fn as_user<T>(caller: &Caller, message: T, deadline: Instant) -> Result<Request<T>, AgentError> {
-    let mut request = Request::new(message);
-    caller
-        .stamp(request.metadata_mut())
-        .ok_or(AgentError::Unauthenticated)?;
+    let mut request = caller.request(message).ok_or(AgentError::Unauthenticated)?;
     let left = deadline.saturating_duration_since(Instant::now());
     request.set_timeout(left.max(Duration::from_millis(1)));
     Ok(request)
@@ -44,7 +40,7 @@ fn as_user<T>(caller: &Caller, message: T, deadline: Instant) -> Result<Request<
 
 /// A ConversationService failure as the turn reports it.
 fn history_error(status: Status) -> AgentError {
-    let reason = status.get_details_error_info().map(|info| info.reason);
+    let reason = taskagent_common::grpc::our_reason(&status);
     match status.code() {
         Code::NotFound => AgentError::ConversationNotFound,
         Code::Unauthenticated => AgentError::Unauthenticated,

@@ -17,12 +17,8 @@ use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::{AuthConfig, Authenticator};
-
-/// `google.rpc.ErrorInfo.domain` of every error the services send.
-pub const ERROR_DOMAIN: &str = "taskagent.v1";
 
 /// The services whose calls need no proof of a user.
 const OPEN_TO_ANYONE: [&str; 3] = [
@@ -123,11 +119,7 @@ impl CallerCheck {
 }
 
 fn unauthenticated(reason: &str, message: &str) -> Status {
-    Status::with_error_details(
-        Code::Unauthenticated,
-        message,
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
-    )
+    crate::grpc::error_status(Code::Unauthenticated, message, reason)
 }
 
 impl<B: Send + 'static> tower::filter::AsyncPredicate<http::Request<B>> for CallerCheck {

@@ -89,6 +89,14 @@ impl Caller {
         })
     }
 
+    /// `message` as a call made for this caller; `None` when the user is
+    /// not a valid user id.
+    pub fn request<T>(&self, message: T) -> Option<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        self.stamp(request.metadata_mut())?;
+        Some(request)
+    }
+
     /// Marks an outgoing call as made for this caller; `None` when the user
     /// is not a valid user id.
     pub fn stamp(&self, metadata: &mut MetadataMap) -> Option<()> {

@@ -7,7 +7,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +105,7 @@ impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         // Only messages written by our services (they carry ErrorInfo) are
         // shown; transport errors get a plain one.
-        let ours = status.get_details_error_info().is_some();
+        let ours = taskagent_common::grpc::our_reason(&status).is_some();
         let message = |fallback: &str| {
             if ours {
                 status.message().to_owned()
@@ -185,10 +184,10 @@ mod tests {
                 "{code:?}"
             );
             assert_ne!(plain.detail(), "transport words", "{code:?}: not shown");
-            let ours = ApiError::from(tonic::Status::with_error_details(
+            let ours = ApiError::from(taskagent_common::grpc::error_status(
                 code,
                 "our words",
-                tonic_types::ErrorDetails::with_error_info("REASON", "taskagent.v1", []),
+                "REASON",
             ));
             assert_ne!(ours.status(), StatusCode::INTERNAL_SERVER_ERROR, "{code:?}");
         }

@@ -59,8 +59,6 @@ pub fn grpc_request<T>(
     headers: &HeaderMap,
     message: T,
 ) -> Result<tonic::Request<T>, ApiError> {
-    let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
     // The user's token goes along, for services that check it themselves.
     let authorization = headers.get(axum::http::header::AUTHORIZATION);
     taskagent_common::user::Caller::new(user)
@@ -70,7 +68,6 @@ pub fn grpc_request<T>(
                 .get(REQUEST_ID)
                 .map(axum::http::HeaderValue::as_bytes),
         )
-        .stamp(metadata)
-        .ok_or(ApiError::NotAuthenticated)?;
-    Ok(request)
+        .request(message)
+        .ok_or(ApiError::NotAuthenticated)
 }

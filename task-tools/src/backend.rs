@@ -10,7 +10,6 @@ use taskagent_proto::{
     ListTasksResponse, Task, TaskStatusFilter, UpdateTaskRequest,
 };
 use tonic::{Request, Status};
-use tonic_types::StatusExt;
 
 use crate::ToolError;
 
@@ -68,12 +67,10 @@ impl GrpcTasks {
 
     /// `message` as a request made for `user`.
     fn as_user<T>(&self, user: &str, message: T) -> Result<Request<T>, ToolError> {
-        let mut request = Request::new(message);
         taskagent_common::user::Caller::new(user)
             .with_authorization(self.authorization.as_deref())
-            .stamp(request.metadata_mut())
-            .ok_or_else(|| ToolError("Invalid user identity".to_owned()))?;
-        Ok(request)
+            .request(message)
+            .ok_or_else(|| ToolError("Invalid user identity".to_owned()))
     }
 }
 
@@ -81,7 +78,7 @@ impl GrpcTasks {
 /// ("Task not found", "Title is required", ...) when it answered, and "tool
 /// service unavailable" when it could not be reached.
 fn tool_error(status: Status) -> ToolError {
-    if status.get_details_error_info().is_some() {
+    if taskagent_common::grpc::our_reason(&status).is_some() {
         ToolError(status.message().to_owned())
     } else {
         ToolError("tool service unavailable".to_owned())

@@ -100,7 +100,8 @@ impl Drop for Service {
 pub struct Stack {
     pub gateway: String,
     pub tool_url: String,
-    /// `/metrics` of tool-service and agent-service (`METRICS_ADDR`).
+    /// `/metrics` of tool-service and agent-service (`METRICS_ADDR`), when
+    /// started with [`Stack::observed`].
     pub tool_metrics: String,
     pub agent_metrics: String,
     pub database: DatabaseCheck,
@@ -121,21 +122,41 @@ impl Stack {
         model: &ScriptedModel,
         agent_timeout: u32,
     ) -> Self {
-        Self::start_with(db, database_url, model, agent_timeout, &[]).await
+        Self::start_with(db, database_url, model, agent_timeout, &[], false).await
     }
 
-    /// [`Stack::start`], with `extra` variables for all three services.
-    pub async fn start_with(
+    /// [`Stack::start`] on `db`, with `/metrics` on tool-service and
+    /// agent-service, and `extra` variables for all three services. (Not
+    /// for tests that restart a service: a port picked here for a metrics
+    /// listener may be some connection's by the time it binds again.)
+    pub async fn observed(
+        db: &TestDatabase,
+        model: &ScriptedModel,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with(db, db.url(), model, 10, extra, true).await
+    }
+
+    async fn start_with(
         db: &TestDatabase,
         database_url: &str,
         model: &ScriptedModel,
         agent_timeout: u32,
         extra: &[(&str, &str)],
+        metrics: bool,
     ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let logs = tempfile::tempdir().expect("log dir");
         let (tool_addr, agent_addr, gateway_addr) = (free_addr(), free_addr(), free_addr());
         let (tool_metrics, agent_metrics) = (free_addr(), free_addr());
+        let metrics_at = |addr: SocketAddr| {
+            let addr = if metrics {
+                addr.to_string()
+            } else {
+                String::new()
+            };
+            ("METRICS_ADDR", addr)
+        };
         let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
             pairs
                 .iter()
@@ -155,7 +176,7 @@ impl Stack {
                 ("DB_POOL_SIZE", "2".into()),
                 ("DB_MAX_OVERFLOW", "4".into()),
                 ("DB_POOL_TIMEOUT", "30".into()),
-                ("METRICS_ADDR", tool_metrics.to_string()),
+                metrics_at(tool_metrics),
             ]),
             logs.path(),
         );
@@ -167,7 +188,7 @@ impl Stack {
                 ("OPENAI_API_KEY", "sk-test".into()),
                 ("OPENAI_BASE_URL", model.base_url.clone()),
                 ("AGENT_TIMEOUT", agent_timeout.to_string()),
-                ("METRICS_ADDR", agent_metrics.to_string()),
+                metrics_at(agent_metrics),
             ]),
             logs.path(),
         );

@@ -132,7 +132,7 @@ async fn every_service_serves_its_metrics(db: &TestDatabase) {
         text("Added."),
     ])
     .await;
-    let stack = Stack::start(db, db.url(), &model, 10).await;
+    let stack = Stack::observed(db, &model, &[]).await;
     let answer = stack.chat("alice", "add buy milk", None).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
 
@@ -246,11 +246,9 @@ async fn one_chat_is_one_trace_across_the_three_services(db: &TestDatabase) {
         text("Added."),
     ])
     .await;
-    let stack = Stack::start_with(
+    let stack = Stack::observed(
         db,
-        db.url(),
         &model,
-        10,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),

@@ -6,10 +6,6 @@
 use diesel::result::DatabaseErrorKind;
 use taskagent_common::error_chain;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// `google.rpc.ErrorInfo.domain` of every error tool-service returns.
-pub use taskagent_common::callers::ERROR_DOMAIN;
 
 /// Input that breaks a rule. The messages are the Python system's where it
 /// had one ("Title is required", "Title exceeds 200 characters").
@@ -164,10 +160,6 @@ impl From<Error> for Status {
             }
             _ => error.to_string(),
         };
-        Status::with_error_details(
-            code,
-            message,
-            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
-        )
+        taskagent_common::grpc::error_status(code, message, reason)
     }
 }

@@ -145,9 +145,9 @@ fn mint(secret: &str, user: &str) -> String {
 }
 
 fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    taskagent_common::user::set_user(request.metadata_mut(), user);
-    request
+    taskagent_common::user::Caller::new(user)
+        .request(message)
+        .expect("load generator users are valid ids")
 }
 
 /// A small xorshift generator: deterministic per worker, no dependency.

@@ -292,6 +292,32 @@ impl GrpcServer {
     }
 }
 
+/// The `domain` of the ErrorInfo every taskagent service attaches to its
+/// errors.
+pub const ERROR_DOMAIN: &str = "taskagent.v1";
+
+/// An error of one of our services: `code`, `message`, and an ErrorInfo
+/// with `reason` in [`ERROR_DOMAIN`].
+pub fn error_status(code: tonic::Code, message: impl Into<String>, reason: &str) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt as _};
+    tonic::Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+    )
+}
+
+/// The ErrorInfo reason of an error one of our services sent; `None` for
+/// any other failure (the transport, a proxy, a peer that is not ours),
+/// whose message is not ours to show.
+pub fn our_reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .map(|info| info.reason)
+}
+
 /// The time left to the caller, from its `grpc-timeout` header (the gRPC
 /// wire format: at most 8 digits and a unit, `H`, `M`, `S`, `m`, `u` or `n`).
 /// Inner calls derive their own deadlines from it, so that the innermost
