@@ -5,6 +5,7 @@
 //!              --concurrency 8 --seconds 10 [--complete-ids 1-300000] [--list-users 64]
 //! loadgen startup --bin target/release/tool-service [--runs 10]
 //! loadgen model --listen 127.0.0.1:50099
+//! loadgen otlp-sink --listen 127.0.0.1:4317
 //! ```
 //!
 //! `load` prints one line: `op=... concurrency=... ops=... errors=... ops_per_s=... p50_ms=... p99_ms=...`.
@@ -26,6 +27,10 @@
 //! user message gets one `add_task` call, a tool result gets a short text.
 //! A benchmark turn is thus two model calls.
 //!
+//! `otlp-sink` accepts OTLP/gRPC trace exports and drops them, counting the
+//! spans; on SIGTERM it prints `spans=N`: a local collector that costs the
+//! services what a real one would on the wire.
+//!
 //! `startup` starts tool-service on a fresh SQLite file again and again and
 //! prints the time from spawn to the first SERVING health answer.
 
@@ -36,6 +41,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use taskagent_proto::agent_service_client::AgentServiceClient;
 use taskagent_proto::task_service_client::TaskServiceClient;
 use taskagent_proto::{ChatRequest, CompleteTaskRequest, CreateTaskRequest, ListTasksRequest};
@@ -118,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         "model" => fake_model(&flag("listen", "127.0.0.1:50099")).await,
+        "otlp-sink" => otlp_sink(flag("listen", "127.0.0.1:4317").parse()?).await,
         "startup" => {
             startup(
                 &flag("bin", "target/release/tool-service"),
@@ -127,6 +139,40 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => bail!("usage: loadgen load|startup [--flag value]..."),
     }
+}
+
+/// Counts the spans of every OTLP trace export it is sent.
+#[derive(Clone, Default)]
+struct OtlpSink {
+    spans: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpSink {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+async fn otlp_sink(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let sink = OtlpSink::default();
+    tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(sink.clone()))
+        .serve_with_shutdown(listen, taskagent_common::shutdown_signal())
+        .await?;
+    println!("spans={}", sink.spans.load(Ordering::Relaxed));
+    Ok(())
 }
 
 /// An HS256 token for `user`, valid for an hour.

@@ -100,8 +100,8 @@ pub fn connect(
 pub struct GrpcServer {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
-    descriptor_sets: Vec<&'static [u8]>,
-    health: crate::health::Health,
+    descriptor_set: &'static [u8],
+    reporter: tonic_health::server::HealthReporter,
     request_timeout: Duration,
     callers: crate::callers::CallerCheck,
     tls: Option<crate::tls::TlsConfig>,
@@ -126,8 +126,8 @@ impl GrpcServer {
         Self {
             routes,
             names: vec![""],
-            descriptor_sets: vec![descriptor_set],
-            health: crate::health::Health::new(reporter, &[""]),
+            descriptor_set,
+            reporter,
             request_timeout,
             callers,
             tls: security.tls.clone(),
@@ -149,7 +149,6 @@ impl GrpcServer {
         S::Future: Send + 'static,
     {
         self.names.push(S::NAME);
-        self.health = crate::health::Health::new(self.health.reporter().clone(), &self.names);
         self.routes.add_service(service);
         self
     }
@@ -167,7 +166,7 @@ impl GrpcServer {
 
     /// The health of every name served so far (add the services first).
     pub fn health(&self) -> crate::health::Health {
-        self.health.clone()
+        crate::health::Health::new(self.reporter.clone(), &self.names)
     }
 
     /// Serves until `shutdown` resolves; then sets every health name
@@ -180,6 +179,7 @@ impl GrpcServer {
         background: tokio::task::JoinHandle<()>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        let health = self.health();
         // The error details every service sends (google.rpc.ErrorInfo) are
         // described too, so that grpcurl and friends can print them.
         let shared = [
@@ -188,7 +188,7 @@ impl GrpcServer {
         ];
         let mut v1 = tonic_reflection::server::Builder::configure();
         let mut v1alpha = tonic_reflection::server::Builder::configure();
-        for set in shared.iter().chain(&self.descriptor_sets) {
+        for set in shared.iter().chain(&[self.descriptor_set]) {
             v1 = v1.register_encoded_file_descriptor_set(set);
             v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
         }
@@ -225,8 +225,8 @@ impl GrpcServer {
             );
         let observed: Vec<&[u8]> = shared
             .iter()
-            .chain(&self.descriptor_sets)
             .chain(&[
+                self.descriptor_set,
                 tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             ])
@@ -268,7 +268,7 @@ impl GrpcServer {
             }
             () = shutdown => {
                 background.abort();
-                self.health.set(ServingStatus::NotServing).await;
+                health.set(ServingStatus::NotServing).await;
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
                 let _ = stop_serving.send(());
                 match tokio::time::timeout(DRAIN_TIMEOUT, server).await {

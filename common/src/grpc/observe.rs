@@ -41,9 +41,24 @@ const UNKNOWN: Method = Method {
     name: "unknown",
 };
 
+/// `text` as a string that lives for the whole process; each distinct text
+/// is kept once (there are a few dozen: the method paths served), however
+/// many servers a process starts.
+fn intern(text: String) -> &'static str {
+    static INTERNED: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(kept) = interned.get(text.as_str()) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(text.into_boxed_str());
+    interned.insert(kept);
+    kept
+}
+
 /// The methods of `descriptor_sets`, by path (`/package.Service/Method`).
 /// Any other path is labelled `unknown`, so that no caller can create
-/// label series. The strings live for the whole process (a few dozen).
+/// label series.
 fn methods(descriptor_sets: &[&[u8]]) -> HashMap<&'static str, Method> {
     let mut methods = HashMap::new();
     for set in descriptor_sets {
@@ -56,10 +71,9 @@ fn methods(descriptor_sets: &[&[u8]]) -> HashMap<&'static str, Method> {
                     "" => service.name().to_owned(),
                     package => format!("{package}.{}", service.name()),
                 };
-                let service_name: &'static str = Box::leak(service_name.into_boxed_str());
+                let service_name = intern(service_name);
                 for method in &service.method {
-                    let path: &'static str =
-                        Box::leak(format!("/{service_name}/{}", method.name()).into_boxed_str());
+                    let path = intern(format!("/{service_name}/{}", method.name()));
                     let name = &path[service_name.len() + 2..];
                     methods.insert(
                         path,

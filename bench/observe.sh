@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# What mutual TLS between the services and exported traces cost: POST
+# /api/{user_id}/chat through the three services on PostgreSQL (the fake
+# model answering at once, two model calls per chat) at concurrency 64, and
+# the CPU milliseconds per chat of our three services together, for:
+#   base   - BASE_BIN (a build from before tracing existed, if given): plain
+#   plain  - this build, plain gRPC, no OTLP endpoint (tracing off)
+#   traced - this build, spans exported to a local OTLP collector (loadgen
+#            otlp-sink), every trace sampled
+#   mtls   - this build, mutual TLS between every pair of services
+# Each configuration runs ROUNDS times (default 2), interleaved, on a fresh
+# database, so that drift of the machine shows as spread, not as a result.
+# Usage: bench/observe.sh [seconds per run, default 10] [BASE_BIN dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release"
+SECONDS_PER_RUN="${1:-10}"
+BASE_BIN="${2:-}"
+ROUNDS="${ROUNDS:-2}"
+CONCURRENCY="${CONCURRENCY:-64}"
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+DB=taskagent_bench_observe
+SECRET=benchmark-secret-that-is-long-enough-32
+TOOL_PORT=50191; AGENT_PORT=50192; GATEWAY_PORT=50193; MODEL=127.0.0.1:50199; OTLP=127.0.0.1:50198
+
+cargo build --release --workspace --locked -q
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+"$BIN/taskagent" certs --out "$WORK/certs" >/dev/null
+
+"$BIN/loadgen" model --listen $MODEL >/dev/null & PIDS+=($!)
+"$BIN/loadgen" otlp-sink --listen $OTLP > "$WORK/spans" & PIDS+=($!); SINK_PID=$!
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run NAME BIN_DIR: one measurement of one configuration.
+run() {
+  local name=$1 bin=$2 scheme=http tls=() otel=()
+  case $name in
+    mtls) scheme=https ;;
+    traced) otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://$OTLP) ;;
+  esac
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  local certs="$WORK/certs"
+  tls_for() {
+    [ "$scheme" = https ] && echo "TLS_CERT_FILE=$certs/$1.pem TLS_KEY_FILE=$certs/$1.key TLS_CA_FILE=$certs/ca.pem"
+    return 0
+  }
+  env $(tls_for tool-service) "${otel[@]}" DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=127.0.0.1:$TOOL_PORT \
+    LOG_LEVEL=warn "$bin/tool-service" & local tool=$!
+  env $(tls_for agent-service) "${otel[@]}" AGENT_SERVICE_ADDR=127.0.0.1:$AGENT_PORT \
+    TOOL_SERVICE_URL=$scheme://localhost:$TOOL_PORT OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
+    LOG_LEVEL=warn "$bin/agent-service" & local agent=$!
+  env $(tls_for gateway) "${otel[@]}" GATEWAY_ADDR=127.0.0.1:$GATEWAY_PORT \
+    AGENT_SERVICE_URL=$scheme://localhost:$AGENT_PORT TOOL_SERVICE_URL=$scheme://localhost:$TOOL_PORT \
+    JWT_SECRET=$SECRET RATE_LIMIT=100000000 LOG_LEVEL=warn "$bin/gateway" & local gateway=$!
+  sleep 1.5
+  local g0 a0 t0 g1 a1 t1 out ops
+  g0=$(ticks $gateway); a0=$(ticks $agent); t0=$(ticks $tool)
+  out=$("$BIN/loadgen" load --addr "http://127.0.0.1:$GATEWAY_PORT" --op http-chat \
+    --concurrency "$CONCURRENCY" --seconds "$SECONDS_PER_RUN" --secret $SECRET)
+  g1=$(ticks $gateway); a1=$(ticks $agent); t1=$(ticks $tool)
+  kill $gateway $agent $tool; wait $gateway $agent $tool 2>/dev/null || true
+  ops=$(echo "$out" | grep -o ' ops=[0-9]*' | cut -d= -f2)
+  awk -v name="$name" -v out="$out" -v g=$((g1 - g0)) -v a=$((a1 - a0)) -v t=$((t1 - t0)) -v n="$ops" 'BEGIN {
+    printf "%-6s %s\n       CPU ms per chat: %.3f (gateway %.3f, agent %.3f, tool %.3f)\n",
+      name, out, (g + a + t) * 10 / n, g * 10 / n, a * 10 / n, t * 10 / n }'
+}
+
+for round in $(seq "$ROUNDS"); do
+  echo "--- round $round"
+  [ -n "$BASE_BIN" ] && run base "$BASE_BIN"
+  run plain "$BIN"
+  run traced "$BIN"
+  run mtls "$BIN"
+done
+psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+kill $SINK_PID; wait $SINK_PID 2>/dev/null || true
+echo "collector received $(cat "$WORK/spans")"
