@@ -7,6 +7,7 @@
 #   plain  - this build, plain gRPC, no OTLP endpoint (tracing off)
 #   traced - this build, spans exported to a local OTLP collector (loadgen
 #            otlp-sink), every trace sampled
+#   traced10 - the same, one trace in ten sampled (parentbased_traceidratio)
 #   mtls   - this build, mutual TLS between every pair of services
 # Each configuration runs ROUNDS times (default 2), interleaved, on a fresh
 # database, so that drift of the machine shows as spread, not as a result.
@@ -41,6 +42,8 @@ run() {
   case $name in
     mtls) scheme=https ;;
     traced) otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://$OTLP) ;;
+    traced10) otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://$OTLP OTEL_TRACES_SAMPLER=parentbased_traceidratio
+                    OTEL_TRACES_SAMPLER_ARG=0.1) ;;
   esac
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   local certs="$WORK/certs"
@@ -65,7 +68,7 @@ run() {
   kill $gateway $agent $tool; wait $gateway $agent $tool 2>/dev/null || true
   ops=$(echo "$out" | grep -o ' ops=[0-9]*' | cut -d= -f2)
   awk -v name="$name" -v out="$out" -v g=$((g1 - g0)) -v a=$((a1 - a0)) -v t=$((t1 - t0)) -v n="$ops" 'BEGIN {
-    printf "%-6s %s\n       CPU ms per chat: %.3f (gateway %.3f, agent %.3f, tool %.3f)\n",
+    printf "%-8s %s\n         CPU ms per chat: %.3f (gateway %.3f, agent %.3f, tool %.3f)\n",
       name, out, (g + a + t) * 10 / n, g * 10 / n, a * 10 / n, t * 10 / n }'
 }
 
@@ -74,6 +77,7 @@ for round in $(seq "$ROUNDS"); do
   [ -n "$BASE_BIN" ] && run base "$BASE_BIN"
   run plain "$BIN"
   run traced "$BIN"
+  run traced10 "$BIN"
   run mtls "$BIN"
 done
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"

@@ -22,7 +22,7 @@ use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::filter::LevelFilter;
+use tracing::Level;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -101,11 +101,27 @@ pub fn init(level: &str, format: LogFormat, service: &'static str) -> Telemetry 
         None
     };
     // Spans reach the exporter whatever the log level: the level filters
-    // log lines, the sampler filters traces.
+    // log lines, the sampler filters traces. Warnings and errors inside a
+    // span become its events. The layer keeps to what a trace needs: no
+    // source locations, threads, targets or busy/idle times per span, and no
+    // OpenTelemetry context switched on every poll (the context a call
+    // passes on is read from its span).
     let traces = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
-            .with_filter(LevelFilter::INFO)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                let most_verbose = if meta.is_span() {
+                    Level::INFO
+                } else {
+                    Level::WARN
+                };
+                *meta.level() <= most_verbose
+            }))
     });
     let installed = tracing_subscriber::registry()
         .with(logs)

@@ -122,11 +122,7 @@ macro_rules! on_connection {
     ($store:expr, waiter = $waiter:expr, $conn:ident => $body:expr) => {{
         let store: &$crate::db::Store = $store;
         let gate = (&store.outage, $waiter);
-        let span = ::tracing::info_span!(
-            "db.session",
-            otel.kind = "client",
-            db.system = store.system(),
-        );
+        let span = store.session_span();
         let result: ::std::result::Result<_, $crate::error::Error> = ::tracing::Instrument::instrument(async { match store.pool() {
             $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool, gate).await {
                 Ok(mut connection) => {
@@ -278,11 +274,18 @@ impl Store {
         &self.pool
     }
 
-    /// The backend, as OpenTelemetry's `db.system` names it.
-    pub(crate) fn system(&self) -> &'static str {
+    /// The span of one use of a pooled connection, on SQLite: there it
+    /// stands for the statements, which cannot have spans of their own
+    /// (see `query_log`). PostgreSQL's statements have theirs, right under
+    /// the call's span.
+    pub(crate) fn session_span(&self) -> tracing::Span {
         match &self.pool {
-            Pool::Postgres(_) => "postgresql",
-            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => tracing::Span::none(),
+            Pool::Sqlite(_) => tracing::info_span!(
+                "db.session",
+                otel.kind = "client",
+                db.system = "sqlite"
+            ),
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Statement spans are made on PostgreSQL only: diesel reports a SQLite
 //! statement from the blocking thread that runs it, where the call's span is
-//! not current, so on SQLite the `db.session` span of each use of a
+//! not current, so on SQLite a `db.session` span for each use of a
 //! connection stands for its statements.
 
 use std::time::{Duration, Instant};
