@@ -11,6 +11,9 @@
 #   mtls   - this build, mutual TLS between every pair of services
 # Each configuration runs ROUNDS times (default 2), interleaved, on a fresh
 # database, so that drift of the machine shows as spread, not as a result.
+# MEASURE=instructions runs the services under valgrind's callgrind and
+# reports instructions per chat instead: slow (use 30 s runs), but the same
+# count whatever else the machine does.
 # Usage: bench/observe.sh [seconds per run, default 10] [BASE_BIN dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +21,7 @@ BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/release"
 SECONDS_PER_RUN="${1:-10}"
 BASE_BIN="${2:-}"
 ROUNDS="${ROUNDS:-2}"
+MEASURE="${MEASURE:-cpu}"
 CONCURRENCY="${CONCURRENCY:-64}"
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB=taskagent_bench_observe
@@ -51,15 +55,28 @@ run() {
     [ "$scheme" = https ] && echo "TLS_CERT_FILE=$certs/$1.pem TLS_KEY_FILE=$certs/$1.key TLS_CA_FILE=$certs/ca.pem"
     return 0
   }
+  counted() { # counted SERVICE: how the service is started
+    if [ "$MEASURE" = instructions ]; then
+      echo valgrind -q --tool=callgrind --callgrind-out-file="$WORK/$name.$1.out" "$bin/$1"
+    else
+      echo "$bin/$1"
+    fi
+  }
+  rm -f "$WORK/$name".*.out
   env $(tls_for tool-service) "${otel[@]}" DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=127.0.0.1:$TOOL_PORT \
-    LOG_LEVEL=warn "$bin/tool-service" & local tool=$!
+    LOG_LEVEL=warn $(counted tool-service) & local tool=$!
   env $(tls_for agent-service) "${otel[@]}" AGENT_SERVICE_ADDR=127.0.0.1:$AGENT_PORT \
     TOOL_SERVICE_URL=$scheme://localhost:$TOOL_PORT OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
-    LOG_LEVEL=warn "$bin/agent-service" & local agent=$!
+    LOG_LEVEL=warn $(counted agent-service) & local agent=$!
   env $(tls_for gateway) "${otel[@]}" GATEWAY_ADDR=127.0.0.1:$GATEWAY_PORT \
     AGENT_SERVICE_URL=$scheme://localhost:$AGENT_PORT TOOL_SERVICE_URL=$scheme://localhost:$TOOL_PORT \
-    JWT_SECRET=$SECRET RATE_LIMIT=100000000 LOG_LEVEL=warn "$bin/gateway" & local gateway=$!
-  sleep 1.5
+    JWT_SECRET=$SECRET RATE_LIMIT=100000000 LOG_LEVEL=warn $(counted gateway) & local gateway=$!
+  if [ "$MEASURE" = instructions ]; then
+    # Start-up is not counted: the counters start from zero under load.
+    sleep 15; callgrind_control -z $tool $agent $gateway >/dev/null
+  else
+    sleep 1.5
+  fi
   local g0 a0 t0 g1 a1 t1 out ops
   g0=$(ticks $gateway); a0=$(ticks $agent); t0=$(ticks $tool)
   out=$("$BIN/loadgen" load --addr "http://127.0.0.1:$GATEWAY_PORT" --op http-chat \
@@ -67,6 +84,13 @@ run() {
   g1=$(ticks $gateway); a1=$(ticks $agent); t1=$(ticks $tool)
   kill $gateway $agent $tool; wait $gateway $agent $tool 2>/dev/null || true
   ops=$(echo "$out" | grep -o ' ops=[0-9]*' | cut -d= -f2)
+  if [ "$MEASURE" = instructions ]; then
+    local ir
+    ir=$(cat "$WORK/$name".*.out | awk '/^summary:/ {sum += $2} END {print sum}')
+    awk -v name="$name" -v out="$out" -v ir="$ir" -v n="$ops" 'BEGIN {
+      printf "%-8s %s\n         instructions per chat: %.0f\n", name, out, ir / n }'
+    return
+  fi
   awk -v name="$name" -v out="$out" -v g=$((g1 - g0)) -v a=$((a1 - a0)) -v t=$((t1 - t0)) -v n="$ops" 'BEGIN {
     printf "%-8s %s\n         CPU ms per chat: %.3f (gateway %.3f, agent %.3f, tool %.3f)\n",
       name, out, (g + a + t) * 10 / n, g * 10 / n, a * 10 / n, t * 10 / n }'

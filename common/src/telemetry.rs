@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -114,14 +114,19 @@ pub fn init(level: &str, format: LogFormat, service: &'static str) -> Telemetry 
             .with_target(false)
             .with_tracked_inactivity(false)
             .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                let most_verbose = if meta.is_span() {
-                    Level::INFO
-                } else {
-                    Level::WARN
-                };
-                *meta.level() <= most_verbose
-            }))
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|meta| {
+                    let most_verbose = if meta.is_span() {
+                        Level::INFO
+                    } else {
+                        Level::WARN
+                    };
+                    *meta.level() <= most_verbose
+                })
+                // Debug and trace call sites (hyper and h2 have many on
+                // their hot paths) stay off without a call to the filter.
+                .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
+            )
     });
     let installed = tracing_subscriber::registry()
         .with(logs)

@@ -21,10 +21,20 @@ use taskagent_testkit::model::ScriptedModel;
 /// The HS256 secret of the test gateway.
 const SECRET: &str = "a-fault-test-secret-of-at-least-32-chars";
 
-/// A free port on 127.0.0.1 (bound, then released for the service).
+/// A free port on 127.0.0.1 for a service to bind (and bind again after a
+/// restart). Picked below the kernel's ephemeral range (32768 and up), so
+/// that no outgoing connection of this or another test takes it meanwhile,
+/// as one could take a released port 0 answer.
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    use std::hash::{BuildHasher as _, RandomState};
+    let random = RandomState::new();
+    for attempt in 0u32.. {
+        let port = 20_000 + (random.hash_one(attempt) % 12_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("addr");
+        }
+    }
+    unreachable!("some port below 32000 is free")
 }
 
 /// A running service process.

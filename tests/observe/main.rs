@@ -366,8 +366,8 @@ async fn one_chat_is_one_trace_across_the_three_services(db: &TestDatabase) {
     assert_eq!(tool_tools.parent, agent_tools.span_id);
     assert_eq!(tool_tools.attributes["request_id"], "req-trace-1");
     assert!(is_descendant(tool_call, tool_tools));
-    // The task's INSERT, under the tool call (PostgreSQL), or the use of a
-    // connection the tool call ran on (SQLite).
+    // The task's INSERT, under the tool call, and each transaction one span
+    // (PostgreSQL); the use of a connection the tool call ran on (SQLite).
     let db_spans: Vec<&Span> = spans
         .iter()
         .filter(|s| s.service == "tool-service" && s.name.starts_with("db."))
@@ -377,11 +377,22 @@ async fn one_chat_is_one_trace_across_the_three_services(db: &TestDatabase) {
             .iter()
             .any(|s| s.name == "db.session" && is_descendant(tool_call, s))
     } else {
-        db_spans.iter().any(|s| {
-            s.name == "db.query"
-                && s.attributes["db.statement"].starts_with("INSERT INTO \"tasks\"")
-                && is_descendant(s, tool_call)
-        })
+        let statements: Vec<&str> = db_spans
+            .iter()
+            .filter_map(|s| s.attributes.get("db.statement").map(String::as_str))
+            .collect();
+        assert!(
+            !statements.iter().any(|s| ["BEGIN", "COMMIT"].contains(s)),
+            "transactions are spans of their own: {statements:?}"
+        );
+        db_spans
+            .iter()
+            .any(|s| s.name == "db.transaction" && is_descendant(s, tool_tools))
+            && db_spans.iter().any(|s| {
+                s.name == "db.query"
+                    && s.attributes["db.statement"].starts_with("INSERT INTO \"tasks\"")
+                    && is_descendant(s, tool_call)
+            })
     };
     assert!(database_work, "database spans: {db_spans:#?}");
     // Every span of the chat is in this one trace: none started a trace of

@@ -49,6 +49,33 @@ pub struct OpenAiModel {
     max_retries: u32,
     request_timeout: Duration,
     jitter: Arc<AtomicU64>,
+    metrics: ModelMetrics,
+}
+
+/// The model's metric handles, registered once for its name.
+struct ModelMetrics {
+    succeeded: metrics::Counter,
+    seconds: metrics::Histogram,
+    prompt_tokens: metrics::Counter,
+    completion_tokens: metrics::Counter,
+}
+
+impl ModelMetrics {
+    fn new(model: &str) -> Self {
+        taskagent_common::metrics::install();
+        let model = model.to_owned();
+        let tokens = |kind: &'static str| metrics::counter!("model_tokens_total", "model" => model.clone(), "kind" => kind);
+        Self {
+            succeeded: metrics::counter!(
+                "model_requests_total",
+                "model" => model.clone(),
+                "outcome" => "success",
+            ),
+            seconds: metrics::histogram!("model_request_duration_seconds", "model" => model.clone()),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+        }
+    }
 }
 
 impl OpenAiModel {
@@ -63,6 +90,7 @@ impl OpenAiModel {
             max_retries: config.max_retries,
             request_timeout: config.request_timeout,
             jitter: Arc::new(AtomicU64::new(seed())),
+            metrics: ModelMetrics::new(&config.model),
         })
     }
 
@@ -131,30 +159,31 @@ impl ChatModel for OpenAiModel {
             .complete_with_retries(messages, tools, deadline, &mut retries)
             .instrument(span.clone())
             .await;
-        let model = self.model.clone();
-        metrics::histogram!("model_request_duration_seconds", "model" => model.clone())
-            .record(started.elapsed().as_secs_f64());
+        let metrics = &self.metrics;
+        metrics.seconds.record(started.elapsed().as_secs_f64());
         span.record("retries", retries);
-        let outcome = match &result {
+        match &result {
             Ok(reply) => {
                 span.record("gen_ai.usage.input_tokens", reply.usage.prompt_tokens);
                 span.record("gen_ai.usage.output_tokens", reply.usage.completion_tokens);
-                for (kind, tokens) in [
-                    ("prompt", reply.usage.prompt_tokens),
-                    ("completion", reply.usage.completion_tokens),
-                ] {
-                    metrics::counter!("model_tokens_total", "model" => model.clone(), "kind" => kind)
-                        .increment(u64::from(tokens));
-                }
-                "success"
+                metrics.succeeded.increment(1);
+                metrics
+                    .prompt_tokens
+                    .increment(u64::from(reply.usage.prompt_tokens));
+                metrics
+                    .completion_tokens
+                    .increment(u64::from(reply.usage.completion_tokens));
             }
             Err(error) => {
                 span.record("otel.status_code", "ERROR");
-                error.outcome()
+                metrics::counter!(
+                    "model_requests_total",
+                    "model" => self.model.clone(),
+                    "outcome" => error.outcome(),
+                )
+                .increment(1);
             }
-        };
-        metrics::counter!("model_requests_total", "model" => model, "outcome" => outcome)
-            .increment(1);
+        }
         result
     }
 }

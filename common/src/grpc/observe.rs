@@ -22,24 +22,45 @@ use std::time::Instant;
 use http_body::{Body, Frame};
 use prost::Message as _;
 use tonic::Code;
-use tracing::Instrument as _;
 
 use crate::telemetry;
 use crate::user::REQUEST_ID_METADATA;
 
-/// A method's labels: its path, service and name, all known at start-up.
-#[derive(Clone, Copy)]
+/// A method's labels (its path, service and name, all known at start-up)
+/// and its metric handles, registered once so that a call only counts.
 struct Method {
     path: &'static str,
     service: &'static str,
     name: &'static str,
+    started: metrics::Counter,
+    handled_ok: metrics::Counter,
+    seconds: metrics::Histogram,
 }
 
-const UNKNOWN: Method = Method {
-    path: "unknown",
-    service: "unknown",
-    name: "unknown",
-};
+impl Method {
+    fn new(path: &'static str, service: &'static str, name: &'static str) -> Arc<Self> {
+        let labels = [("grpc_service", service), ("grpc_method", name)];
+        Arc::new(Self {
+            path,
+            service,
+            name,
+            started: metrics::counter!("grpc_server_started_total", &labels),
+            handled_ok: metrics::counter!(
+                "grpc_server_handled_total",
+                "grpc_service" => service,
+                "grpc_method" => name,
+                "grpc_code" => code_name(Code::Ok),
+            ),
+            seconds: metrics::histogram!("grpc_server_handling_seconds", &labels),
+        })
+    }
+}
+
+/// The methods served, by path, and the one every other path counts as.
+struct Methods {
+    known: HashMap<&'static str, Arc<Method>>,
+    unknown: Arc<Method>,
+}
 
 /// `text` as a string that lives for the whole process; each distinct text
 /// is kept once (there are a few dozen: the method paths served), however
@@ -59,8 +80,8 @@ fn intern(text: String) -> &'static str {
 /// The methods of `descriptor_sets`, by path (`/package.Service/Method`).
 /// Any other path is labelled `unknown`, so that no caller can create
 /// label series.
-fn methods(descriptor_sets: &[&[u8]]) -> HashMap<&'static str, Method> {
-    let mut methods = HashMap::new();
+fn methods(descriptor_sets: &[&[u8]]) -> Methods {
+    let mut known = HashMap::new();
     for set in descriptor_sets {
         let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else {
             continue;
@@ -75,25 +96,21 @@ fn methods(descriptor_sets: &[&[u8]]) -> HashMap<&'static str, Method> {
                 for method in &service.method {
                     let path = intern(format!("/{service_name}/{}", method.name()));
                     let name = &path[service_name.len() + 2..];
-                    methods.insert(
-                        path,
-                        Method {
-                            path,
-                            service: service_name,
-                            name,
-                        },
-                    );
+                    known.insert(path, Method::new(path, service_name, name));
                 }
             }
         }
     }
-    methods
+    Methods {
+        known,
+        unknown: Method::new("unknown", "unknown", "unknown"),
+    }
 }
 
 /// The server side: a span and the metrics of every call.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    methods: Arc<HashMap<&'static str, Method>>,
+    methods: Arc<Methods>,
 }
 
 impl ObserveLayer {
@@ -120,7 +137,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    methods: Arc<HashMap<&'static str, Method>>,
+    methods: Arc<Methods>,
 }
 
 impl<S, B, ResBody> tower::Service<http::Request<B>> for Observe<S>
@@ -136,33 +153,26 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = self
-            .methods
-            .get(request.uri().path())
-            .copied()
-            .unwrap_or(UNKNOWN);
-        metrics::counter!(
-            "grpc_server_started_total",
-            "grpc_service" => method.service,
-            "grpc_method" => method.name,
-        )
-        .increment(1);
+        let method = Arc::clone(
+            self.methods
+                .known
+                .get(request.uri().path())
+                .unwrap_or(&self.methods.unknown),
+        );
+        method.started.increment(1);
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_METADATA)
+            .and_then(|v| v.to_str().ok());
         let span = tracing::info_span!(
             "grpc.server",
             otel.name = method.path,
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
-            request_id = tracing::field::Empty,
+            request_id,
             trace_id = tracing::field::Empty,
         );
-        if let Some(id) = request
-            .headers()
-            .get(REQUEST_ID_METADATA)
-            .and_then(|v| v.to_str().ok())
-        {
-            span.record("request_id", id);
-        }
         telemetry::continue_trace(&span, request.headers());
         let inner = span.in_scope(|| self.inner.call(request));
         ObservedFuture {
@@ -180,7 +190,7 @@ where
 /// One call in progress; recorded once, when its status is known (or as
 /// cancelled, if it is dropped first).
 struct Call {
-    method: Method,
+    method: Arc<Method>,
     started: Instant,
     span: tracing::Span,
     done: bool,
@@ -191,20 +201,20 @@ impl Call {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let code_name = code_name(code);
-        metrics::counter!(
-            "grpc_server_handled_total",
-            "grpc_service" => self.method.service,
-            "grpc_method" => self.method.name,
-            "grpc_code" => code_name,
-        )
-        .increment(1);
-        metrics::histogram!(
-            "grpc_server_handling_seconds",
-            "grpc_service" => self.method.service,
-            "grpc_method" => self.method.name,
-        )
-        .record(self.started.elapsed().as_secs_f64());
+        if code == Code::Ok {
+            self.method.handled_ok.increment(1);
+        } else {
+            metrics::counter!(
+                "grpc_server_handled_total",
+                "grpc_service" => self.method.service,
+                "grpc_method" => self.method.name,
+                "grpc_code" => code_name(code),
+            )
+            .increment(1);
+        }
+        self.method
+            .seconds
+            .record(self.started.elapsed().as_secs_f64());
         record_status(&self.span, code);
     }
 }
@@ -315,11 +325,7 @@ impl<B: Body> Body for ObservedBody<B> {
         let Some(call) = this.call else {
             return this.inner.poll_frame(cx);
         };
-        // A streaming handler runs as its body is polled: inside the span.
-        let frame = {
-            let _entered = call.span.enter();
-            ready!(this.inner.poll_frame(cx))
-        };
+        let frame = ready!(this.inner.poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(code) = frame.trailers_ref().and_then(status_in) {
@@ -380,19 +386,19 @@ where
         );
         telemetry::inject(&span, request.headers_mut());
         let call = self.inner.call(request);
-        Box::pin(
-            async move {
-                let result = call.await;
-                if let Ok(response) = &result {
-                    // The status of a successful call comes in the trailers,
-                    // after this span; an error's comes now.
-                    let code = status_in(response.headers()).unwrap_or(Code::Ok);
-                    record_status(&tracing::Span::current(), code);
-                }
-                result
-            }
-            .instrument(span),
-        )
+        // The span is never entered: nothing below it makes spans of its
+        // own, and it ends when the response (or failure) arrives.
+        Box::pin(async move {
+            let result = call.await;
+            // The status of a successful call comes in the trailers, after
+            // this span; an error's comes now.
+            let code = match &result {
+                Ok(response) => status_in(response.headers()).unwrap_or(Code::Ok),
+                Err(_) => Code::Unavailable,
+            };
+            record_status(&span, code);
+            result
+        })
     }
 }
 
@@ -402,8 +408,8 @@ mod tests {
 
     #[test]
     fn methods_come_from_the_descriptor_sets() {
-        let methods = methods(&[tonic_health::pb::FILE_DESCRIPTOR_SET]);
-        let check = methods["/grpc.health.v1.Health/Check"];
+        let methods = methods(&[tonic_health::pb::FILE_DESCRIPTOR_SET]).known;
+        let check = &methods["/grpc.health.v1.Health/Check"];
         assert_eq!(check.service, "grpc.health.v1.Health");
         assert_eq!(check.name, "Check");
         assert!(!methods.contains_key("/grpc.health.v1.Health/Nope"));

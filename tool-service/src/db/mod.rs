@@ -281,11 +281,9 @@ impl Store {
     pub(crate) fn session_span(&self) -> tracing::Span {
         match &self.pool {
             Pool::Postgres(_) => tracing::Span::none(),
-            Pool::Sqlite(_) => tracing::info_span!(
-                "db.session",
-                otel.kind = "client",
-                db.system = "sqlite"
-            ),
+            Pool::Sqlite(_) => {
+                tracing::info_span!("db.session", otel.kind = "client", db.system = "sqlite")
+            }
         }
     }
 

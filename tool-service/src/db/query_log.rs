@@ -3,6 +3,9 @@
 //! exported, a `db.query` span. Only the SQL text is logged or exported,
 //! never the bound values (they hold titles and chat messages).
 //!
+//! A transaction is one `db.transaction` span from its BEGIN to the end of
+//! its COMMIT (or ROLLBACK), with its statements as children.
+//!
 //! Statement spans are made on PostgreSQL only: diesel reports a SQLite
 //! statement from the blocking thread that runs it, where the call's span is
 //! not current, so on SQLite a `db.session` span for each use of a
@@ -22,6 +25,19 @@ pub struct QueryObserver {
     trace: bool,
     started: Option<Instant>,
     span: Option<tracing::Span>,
+    /// The open top-level transaction's span, and the span that was
+    /// current when it began.
+    transaction: Option<(tracing::Span, Option<tracing::Id>)>,
+    /// The next statement is the transaction's BEGIN, COMMIT or ROLLBACK:
+    /// the transaction's span stands for it.
+    boundary: Boundary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boundary {
+    None,
+    Begin,
+    End,
 }
 
 impl QueryObserver {
@@ -33,6 +49,8 @@ impl QueryObserver {
             trace,
             started: None,
             span: None,
+            transaction: None,
+            boundary: Boundary::None,
         })
     }
 }
@@ -40,10 +58,39 @@ impl QueryObserver {
 impl Instrumentation for QueryObserver {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
+            InstrumentationEvent::BeginTransaction { depth, .. }
+                if self.trace && depth.get() == 1 =>
+            {
+                let span = tracing::info_span!(
+                    "db.transaction",
+                    otel.kind = "client",
+                    db.system = "postgresql",
+                    otel.status_code = tracing::field::Empty,
+                );
+                self.transaction = Some((span, tracing::Span::current().id()));
+                self.boundary = Boundary::Begin;
+            }
+            InstrumentationEvent::CommitTransaction { depth, .. }
+            | InstrumentationEvent::RollbackTransaction { depth, .. }
+                if self.transaction.is_some() && depth.get() == 1 =>
+            {
+                self.boundary = Boundary::End;
+            }
             InstrumentationEvent::StartQuery { .. } => {
                 self.started = Some(Instant::now());
-                if self.trace {
+                if self.trace && self.boundary == Boundary::None {
+                    // A statement of the transaction's own code is its
+                    // child; one made under a span opened since (a tool
+                    // call) stays that span's.
+                    let current = tracing::Span::current();
+                    let parent = match &self.transaction {
+                        Some((transaction, begun_under)) if current.id() == *begun_under => {
+                            transaction.clone()
+                        }
+                        _ => current,
+                    };
                     self.span = Some(tracing::info_span!(
+                        parent: &parent,
                         "db.query",
                         otel.kind = "client",
                         db.system = "postgresql",
@@ -66,6 +113,17 @@ impl Instrumentation for QueryObserver {
                     if failed {
                         span.record("otel.status_code", "ERROR");
                     }
+                }
+                match std::mem::replace(&mut self.boundary, Boundary::None) {
+                    Boundary::Begin if failed => self.transaction = None,
+                    Boundary::End => {
+                        if let Some((transaction, _)) = self.transaction.take()
+                            && failed
+                        {
+                            transaction.record("otel.status_code", "ERROR");
+                        }
+                    }
+                    _ => {}
                 }
                 if !self.log {
                     return;
