@@ -22,7 +22,7 @@ fn check(header: &str) {
             .build()
             .expect("a runtime");
         let config = AuthConfig {
-            secret: Some(SECRET.to_owned()),
+            secret: Some(SECRET.into()),
             ..AuthConfig::default()
         };
         (
