@@ -13,6 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::fmt::Write as _;
+
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 
 /// Statements slower than this are logged at warn level.
@@ -24,6 +26,8 @@ pub struct QueryObserver {
     log: bool,
     trace: bool,
     started: Option<Instant>,
+    /// The statement running: its SQL (for the log line) and span.
+    sql: String,
     span: Option<tracing::Span>,
     /// The open top-level transaction's span, and the span that was
     /// current when it began.
@@ -48,6 +52,7 @@ impl QueryObserver {
             log,
             trace,
             started: None,
+            sql: String::new(),
             span: None,
             transaction: None,
             boundary: Boundary::None,
@@ -76,8 +81,9 @@ impl Instrumentation for QueryObserver {
             {
                 self.boundary = Boundary::End;
             }
-            InstrumentationEvent::StartQuery { .. } => {
+            InstrumentationEvent::StartQuery { query, .. } => {
                 self.started = Some(Instant::now());
+                self.sql = sql_of(query);
                 if self.trace && self.boundary == Boundary::None {
                     // A statement of the transaction's own code is its
                     // child; one made under a span opened since (a tool
@@ -94,25 +100,23 @@ impl Instrumentation for QueryObserver {
                         "db.query",
                         otel.kind = "client",
                         db.system = "postgresql",
-                        db.statement = tracing::field::Empty,
+                        db.statement = self.sql.as_str(),
                         otel.status_code = tracing::field::Empty,
                     ));
                 }
             }
-            InstrumentationEvent::FinishQuery { query, error, .. } => {
+            InstrumentationEvent::FinishQuery { error, .. } => {
                 let elapsed = self
                     .started
                     .take()
                     .map(|start| start.elapsed())
                     .unwrap_or_default();
-                let text = query.to_string();
-                let sql = text.split(" -- binds:").next().unwrap_or_default();
+                let sql = std::mem::take(&mut self.sql);
                 let failed = error.is_some();
-                if let Some(span) = self.span.take() {
-                    span.record("db.statement", sql);
-                    if failed {
-                        span.record("otel.status_code", "ERROR");
-                    }
+                if let Some(span) = self.span.take()
+                    && failed
+                {
+                    span.record("otel.status_code", "ERROR");
                 }
                 match std::mem::replace(&mut self.boundary, Boundary::None) {
                     Boundary::Begin if failed => self.transaction = None,
@@ -130,12 +134,50 @@ impl Instrumentation for QueryObserver {
                 }
                 let duration_ms = elapsed.as_secs_f64() * 1000.0;
                 if elapsed >= SLOW_QUERY {
-                    tracing::warn!(db.statement = sql, duration_ms, failed, "slow query");
+                    tracing::warn!(db.statement = %sql, duration_ms, failed, "slow query");
                 } else {
-                    tracing::debug!(db.statement = sql, duration_ms, failed, "query");
+                    tracing::debug!(db.statement = %sql, duration_ms, failed, "query");
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// The SQL of a statement without its bound values. diesel writes the SQL,
+/// then ` -- binds: ` and the values: formatting stops there, so the values
+/// (titles, whole chat messages) are never even formatted.
+fn sql_of(query: &dyn std::fmt::Display) -> String {
+    const BINDS: &str = " -- binds:";
+    struct UntilBinds(String);
+    impl std::fmt::Write for UntilBinds {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            self.0.push_str(text);
+            match self.0.find(BINDS) {
+                Some(at) => {
+                    self.0.truncate(at);
+                    Err(std::fmt::Error)
+                }
+                None => Ok(()),
+            }
+        }
+    }
+    let mut sql = UntilBinds(String::new());
+    let _stopped_at_the_values = write!(sql, "{query}");
+    sql.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_sql_is_kept() {
+        let query = "INSERT INTO \"tasks\" (\"title\") VALUES ($1) -- binds: [\"secret plans\"]";
+        assert_eq!(
+            sql_of(&query),
+            "INSERT INTO \"tasks\" (\"title\") VALUES ($1)"
+        );
+        assert_eq!(sql_of(&"COMMIT"), "COMMIT");
     }
 }
