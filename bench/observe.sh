@@ -13,7 +13,8 @@
 # database, so that drift of the machine shows as spread, not as a result.
 # MEASURE=instructions runs the services under valgrind's callgrind and
 # reports instructions per chat instead: slow (use 30 s runs), but the same
-# count whatever else the machine does.
+# count whatever else the machine does; chats are counted in the database
+# (one task each), turns still in flight when the load stops included.
 # Usage: bench/observe.sh [seconds per run, default 10] [BASE_BIN dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,9 +83,14 @@ run() {
   out=$("$BIN/loadgen" load --addr "http://127.0.0.1:$GATEWAY_PORT" --op http-chat \
     --concurrency "$CONCURRENCY" --seconds "$SECONDS_PER_RUN" --secret $SECRET)
   g1=$(ticks $gateway); a1=$(ticks $agent); t1=$(ticks $tool)
+  # Turns in flight when the load stops run to their end (the client's
+  # going away does not cancel them): let them, and count them too.
+  [ "$MEASURE" = instructions ] && sleep 10
   kill $gateway $agent $tool; wait $gateway $agent $tool 2>/dev/null || true
   ops=$(echo "$out" | grep -o ' ops=[0-9]*' | cut -d= -f2)
   if [ "$MEASURE" = instructions ]; then
+    # Every chat adds one task: the chats the counted instructions served.
+    ops=$(psql "$PG/$DB" -Atc "SELECT count(*) FROM tasks")
     local ir
     ir=$(cat "$WORK/$name".*.out | awk '/^summary:/ {sum += $2} END {print sum}')
     awk -v name="$name" -v out="$out" -v ir="$ir" -v n="$ops" 'BEGIN {
