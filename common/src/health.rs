@@ -24,10 +24,6 @@ impl Health {
         }
     }
 
-    pub fn reporter(&self) -> &HealthReporter {
-        &self.reporter
-    }
-
     /// Sets every name to `status`.
     pub async fn set(&self, status: ServingStatus) {
         for name in self.names.iter() {

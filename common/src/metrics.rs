@@ -63,6 +63,17 @@ pub fn render() -> String {
     handle().render()
 }
 
+/// A `/metrics` answer: [`render`] with its content type.
+pub fn exposition() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    )
+}
+
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
@@ -138,14 +149,17 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `addr` (read from `METRICS_ADDR`).
-    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
+    /// Binds `addr` (read from `METRICS_ADDR`), when there is one.
+    pub async fn bind(addr: Option<SocketAddr>) -> anyhow::Result<Option<Self>> {
+        let Some(addr) = addr else {
+            return Ok(None);
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on METRICS_ADDR {addr}"))?;
         let addr = listener.local_addr()?;
         install();
-        Ok(Self { listener, addr })
+        Ok(Some(Self { listener, addr }))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -166,13 +180,7 @@ impl MetricsServer {
                 let refresh = Arc::clone(&refresh);
                 async move {
                     refresh();
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        render(),
-                    )
+                    exposition()
                 }
             }),
         );

@@ -40,10 +40,7 @@ impl Application {
             .check_address(config.addr, "TOOL_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "TOOL_SERVICE_ADDR")?;
-        let metrics = match config.metrics_addr {
-            Some(addr) => Some(MetricsServer::bind(addr).await?),
-            None => None,
-        };
+        let metrics = MetricsServer::bind(config.metrics_addr).await?;
         let store = Store::open(&config.database).await?;
         tracing::info!(
             db.backend = config.database.url.backend_name(),
@@ -64,11 +61,6 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// The address `/metrics` is served on, when `METRICS_ADDR` is set.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, lets

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 use taskagent_common::grpc::Channel;
@@ -95,11 +95,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             stats.max_connections,
         );
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        taskagent_common::metrics::render(),
-    )
+    taskagent_common::metrics::exposition()
 }

@@ -276,8 +276,8 @@ impl Store {
 
     /// The span of one use of a pooled connection, on SQLite: there it
     /// stands for the statements, which cannot have spans of their own
-    /// (see `query_log`). PostgreSQL's statements have theirs, right under
-    /// the call's span.
+    /// (see `query_log`). PostgreSQL's statements and transactions have
+    /// spans of their own.
     pub(crate) fn session_span(&self) -> tracing::Span {
         match &self.pool {
             Pool::Postgres(_) => tracing::Span::none(),
