@@ -14,7 +14,9 @@
 # MEASURE=instructions runs the services under valgrind's callgrind and
 # reports instructions per chat instead: slow (use 30 s runs), but the same
 # count whatever else the machine does; chats are counted in the database
-# (one task each), turns still in flight when the load stops included.
+# (one task each), turns still in flight when the load stops included;
+# PROFILE_DIR=dir keeps the callgrind profiles (callgrind_annotate reads them).
+# CONFIGS="plain traced" runs only those of this build.
 # Usage: bench/observe.sh [seconds per run, default 10] [BASE_BIN dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +95,7 @@ run() {
     ops=$(psql "$PG/$DB" -Atc "SELECT count(*) FROM tasks")
     local ir
     ir=$(cat "$WORK/$name".*.out | awk '/^summary:/ {sum += $2} END {print sum}')
+    [ -n "${PROFILE_DIR:-}" ] && mkdir -p "$PROFILE_DIR" && cp "$WORK/$name".*.out "$PROFILE_DIR/"
     awk -v name="$name" -v out="$out" -v ir="$ir" -v n="$ops" 'BEGIN {
       printf "%-8s %s\n         instructions per chat: %.0f\n", name, out, ir / n }'
     return
@@ -105,10 +108,7 @@ run() {
 for round in $(seq "$ROUNDS"); do
   echo "--- round $round"
   [ -n "$BASE_BIN" ] && run base "$BASE_BIN"
-  run plain "$BIN"
-  run traced "$BIN"
-  run traced10 "$BIN"
-  run mtls "$BIN"
+  for config in ${CONFIGS:-plain traced traced10 mtls}; do run "$config" "$BIN"; done
 done
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 kill $SINK_PID; wait $SINK_PID 2>/dev/null || true

@@ -164,6 +164,13 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// Whether `span` belongs to a trace that is exported (sampled). Work done
+/// only for a span's attributes (formatting a statement's SQL) can be
+/// skipped when it is not: the trace's other spans are dropped too.
+pub fn sampled(span: &tracing::Span) -> bool {
+    exporting() && span.context().span().span_context().is_sampled()
+}
+
 /// Makes the `traceparent` in `headers`, if any, the parent of `span`, and
 /// records the trace id on the span's `trace_id` field (when exporting).
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
@@ -207,6 +214,10 @@ struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // An empty `tracestate` says nothing: it is not sent.
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::from_str(&value),

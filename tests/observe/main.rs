@@ -244,6 +244,10 @@ async fn one_chat_is_one_trace_across_the_three_services(db: &TestDatabase) {
     let model = ScriptedModel::start(vec![
         calls(&[("c1", "add_task", r#"{"title":"buy milk"}"#)]),
         text("Added."),
+        calls(&[("c2", "add_task", r#"{"title":"buy bread"}"#)]),
+        text("Added."),
+        calls(&[("c3", "list_tasks", "{}")]),
+        text("Two tasks."),
     ])
     .await;
     let stack = Stack::observed(
@@ -259,16 +263,19 @@ async fn one_chat_is_one_trace_across_the_three_services(db: &TestDatabase) {
     // The browser's trace: the gateway continues it.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_id = "00f067aa0ba902b7";
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/alice/chat", stack.gateway))
-        .bearer_auth(Stack::token("alice"))
-        .header("traceparent", format!("00-{trace_id}-{parent_id}-01"))
-        .header("x-request-id", "req-trace-1")
-        .json(&json!({"message": "add buy milk"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let chat = |traceparent: String, message: &'static str| {
+        let request = reqwest::Client::new()
+            .post(format!("{}/api/alice/chat", stack.gateway))
+            .bearer_auth(Stack::token("alice"))
+            .header("traceparent", traceparent)
+            .header("x-request-id", "req-trace-1")
+            .json(&json!({"message": message}));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    };
+    chat(format!("00-{trace_id}-{parent_id}-01"), "add buy milk").await;
 
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let wanted = [
@@ -402,5 +409,40 @@ async fn one_chat_is_one_trace_across_the_three_services(db: &TestDatabase) {
             span.span_id == http.span_id || parent_of(span).is_some(),
             "{span:#?} has no parent in the trace"
         );
+    }
+
+    // A trace the browser did not sample leaves nothing, in any service;
+    // the sampled chat after it, once all its spans are in, shows that the
+    // first chat's would have arrived by then.
+    let unsampled = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let sampled = "6bf92f3577b34da6a3ce929d0e0e4738";
+    chat(format!("00-{unsampled}-{parent_id}-00"), "add buy bread").await;
+    chat(
+        format!("00-{sampled}-{parent_id}-01"),
+        "what is on my list?",
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let spans = collector.spans();
+        let of = |trace: &str| {
+            let mut services: Vec<&str> = spans
+                .iter()
+                .filter(|s| hex(&s.trace_id) == trace)
+                .map(|s| s.service.as_str())
+                .collect();
+            services.sort_unstable();
+            services.dedup();
+            services
+        };
+        if of(sampled) == ["agent-service", "gateway", "tool-service"] {
+            assert_eq!(of(unsampled), Vec::<&str>::new());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the sampled chat's spans never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use std::fmt::Write as _;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
+use taskagent_common::telemetry;
 
 /// Statements slower than this are logged at warn level.
 pub const SLOW_QUERY: Duration = Duration::from_millis(100);
@@ -47,7 +48,7 @@ enum Boundary {
 impl QueryObserver {
     /// An observer for a new connection, or `None` when it would do nothing.
     pub fn new(log: bool, statement_spans: bool) -> Option<Self> {
-        let trace = statement_spans && taskagent_common::telemetry::exporting();
+        let trace = statement_spans && telemetry::exporting();
         (log || trace).then_some(Self {
             log,
             trace,
@@ -64,7 +65,9 @@ impl Instrumentation for QueryObserver {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::BeginTransaction { depth, .. }
-                if self.trace && depth.get() == 1 =>
+                if self.trace
+                    && depth.get() == 1
+                    && telemetry::sampled(&tracing::Span::current()) =>
             {
                 let span = tracing::info_span!(
                     "db.transaction",
@@ -83,18 +86,25 @@ impl Instrumentation for QueryObserver {
             }
             InstrumentationEvent::StartQuery { query, .. } => {
                 self.started = Some(Instant::now());
-                self.sql = sql_of(query);
-                if self.trace && self.boundary == Boundary::None {
-                    // A statement of the transaction's own code is its
-                    // child; one made under a span opened since (a tool
-                    // call) stays that span's.
-                    let current = tracing::Span::current();
-                    let parent = match &self.transaction {
-                        Some((transaction, begun_under)) if current.id() == *begun_under => {
-                            transaction.clone()
+                // A statement of the transaction's own code is its child;
+                // one made under a span opened since (a tool call) stays
+                // that span's. Its SQL is formatted (diesel walks the query
+                // twice for it) only for a trace that is kept, or a log.
+                let parent = (self.trace && self.boundary == Boundary::None)
+                    .then(|| {
+                        let current = tracing::Span::current();
+                        match &self.transaction {
+                            Some((transaction, begun_under)) if current.id() == *begun_under => {
+                                transaction.clone()
+                            }
+                            _ => current,
                         }
-                        _ => current,
-                    };
+                    })
+                    .filter(telemetry::sampled);
+                if self.log || parent.is_some() {
+                    self.sql = sql_of(query);
+                }
+                if let Some(parent) = parent {
                     self.span = Some(tracing::info_span!(
                         parent: &parent,
                         "db.query",
@@ -146,16 +156,22 @@ impl Instrumentation for QueryObserver {
 
 /// The SQL of a statement without its bound values. diesel writes the SQL,
 /// then ` -- binds: ` and the values: formatting stops there, so the values
-/// (titles, whole chat messages) are never even formatted.
+/// (titles, whole chat messages) are never even formatted. Each piece is
+/// searched once (with the end of the text before it, should the marker be
+/// split).
 fn sql_of(query: &dyn std::fmt::Display) -> String {
     const BINDS: &str = " -- binds:";
     struct UntilBinds(String);
     impl std::fmt::Write for UntilBinds {
         fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            let mut from = self.0.len().saturating_sub(BINDS.len() - 1);
+            while !self.0.is_char_boundary(from) {
+                from -= 1;
+            }
             self.0.push_str(text);
-            match self.0.find(BINDS) {
+            match self.0[from..].find(BINDS) {
                 Some(at) => {
-                    self.0.truncate(at);
+                    self.0.truncate(from + at);
                     Err(std::fmt::Error)
                 }
                 None => Ok(()),
@@ -179,5 +195,14 @@ mod tests {
             "INSERT INTO \"tasks\" (\"title\") VALUES ($1)"
         );
         assert_eq!(sql_of(&"COMMIT"), "COMMIT");
+        // The marker split across two pieces is found all the same.
+        struct Split;
+        impl std::fmt::Display for Split {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("SELECT 1 -- bi")?;
+                f.write_str("nds: [\"secret\"]")
+            }
+        }
+        assert_eq!(sql_of(&Split), "SELECT 1");
     }
 }
