@@ -39,7 +39,9 @@ pub struct Config {
     /// CA it checks them with (`TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE`).
     pub tls: Option<TlsConfig>,
     pub cors_origins: Vec<String>,
-    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_minute: std::num::NonZeroU32,
+    /// Where per-user budgets are shared (`REDIS_URL`, `REDIS_KEY_PREFIX`).
+    pub rate_limit_store: crate::rate_limit::SharedBudget,
     pub agent_timeout: Duration,
     pub mcp: McpConfig,
     pub log_level: String,
@@ -84,9 +86,9 @@ impl Config {
             ));
         }
         let rate_limit_per_minute: u32 = env.parse("RATE_LIMIT", "60")?;
-        if rate_limit_per_minute == 0 {
-            return Err(ConfigError::new("RATE_LIMIT", "must be at least 1"));
-        }
+        let rate_limit_per_minute = std::num::NonZeroU32::new(rate_limit_per_minute)
+            .ok_or_else(|| ConfigError::new("RATE_LIMIT", "must be at least 1"))?;
+        let redis_url = env.string("REDIS_URL", "");
         Ok(Self {
             addr: env.parse("GATEWAY_ADDR", "127.0.0.1:8000")?,
             agent_service_url: env.string("AGENT_SERVICE_URL", "http://127.0.0.1:50052"),
@@ -100,6 +102,10 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
             rate_limit_per_minute,
+            rate_limit_store: crate::rate_limit::SharedBudget {
+                url: (!redis_url.trim().is_empty()).then(|| redis_url.trim().to_owned()),
+                key_prefix: env.string("REDIS_KEY_PREFIX", "taskagent:rate:"),
+            },
             agent_timeout: env.seconds("AGENT_TIMEOUT", "30")?,
             mcp: McpConfig::from_env(&env)?,
             log_level: env.string("LOG_LEVEL", "INFO"),
@@ -155,7 +161,7 @@ mod tests {
         );
         assert_eq!(c.cors_origins, ["http://localhost:3000"]);
         assert_eq!(
-            (c.rate_limit_per_minute, c.agent_timeout),
+            (c.rate_limit_per_minute.get(), c.agent_timeout),
             (60, Duration::from_secs(30))
         );
         assert!(!format!("{c:?}").contains(&secret));

@@ -110,7 +110,7 @@ pub async fn front_door(State(state): State<AppState>, request: Request, next: N
             status,
             retry_after_secs,
             detail,
-        }) = state.charge(user)
+        }) = state.charge(user).await
     {
         let id = message.get("id").cloned().unwrap_or(Value::Null);
         let data = json!({"status": status.as_u16(), "retry_after_secs": retry_after_secs});

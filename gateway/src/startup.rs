@@ -63,7 +63,10 @@ impl Application {
             agent_channel,
             tool_channel,
             auth: Arc::new(Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?),
-            limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
+            limiter: Arc::new(RateLimiter::new(
+                config.rate_limit_per_minute,
+                &config.rate_limit_store,
+            )?),
             agent_timeout: config.agent_timeout,
         };
         tracing::info!(

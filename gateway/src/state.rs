@@ -41,8 +41,8 @@ impl AppState {
     }
 
     /// Takes one chat from `user`'s rate budget (429 otherwise).
-    pub fn charge(&self, user: &str) -> Result<(), ApiError> {
-        self.limiter.check(user).map_err(|wait| {
+    pub async fn charge(&self, user: &str) -> Result<(), ApiError> {
+        self.limiter.check(user).await.map_err(|wait| {
             ApiError::retry(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 wait.as_secs_f64().ceil() as u64,

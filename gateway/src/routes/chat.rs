@@ -79,7 +79,7 @@ fn user_text(value: &Value) -> Option<String> {
 /// they differ; the token was checked before the body was read), the body,
 /// the Idempotency-Key, the rate budget. Gives the agent's request for the
 /// turn, with the deadline the agent must keep.
-fn admit(
+async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     user: &str,
@@ -98,7 +98,7 @@ fn admit(
         (None, None) => return Err(ApiError::unprocessable("user_id is required")),
         _ => {}
     }
-    state.charge(user)?;
+    state.charge(user).await?;
     let mut request = grpc_request(
         user,
         headers,
@@ -170,7 +170,7 @@ pub async fn chat(
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Json<Value>, ApiError> {
-    let request = admit(&state, &headers, &user, None, body)?;
+    let request = admit(&state, &headers, &user, None, body).await?;
     run_chat(&state, request).await
 }
 
@@ -182,7 +182,7 @@ pub async fn chat_as(
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Json<Value>, ApiError> {
-    let request = admit(&state, &headers, &user, Some(&user_id), body)?;
+    let request = admit(&state, &headers, &user, Some(&user_id), body).await?;
     run_chat(&state, request).await
 }
 
@@ -196,7 +196,7 @@ pub async fn chat_stream(
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let request = admit(&state, &headers, &user, Some(&user_id), body)?;
+    let request = admit(&state, &headers, &user, Some(&user_id), body).await?;
     let stream = state.agent.clone().stream_chat(request).await?.into_inner();
     let events = stream.map(|item| {
         let event = match item {

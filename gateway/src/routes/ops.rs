@@ -48,7 +48,9 @@ async fn database(channel: Channel) -> Result<DatabaseStats, String> {
 }
 
 /// `{"status": "healthy"|"unhealthy", "database": "connected"|"error: ...",
-/// "tool_service": ..., "agent_service": ...}`, 503 when unhealthy.
+/// "tool_service": ..., "agent_service": ..., "rate_limit": "redis"|"local"|
+/// "local (redis unreachable)"}`, 503 when unhealthy (never for the rate
+/// limit: the local one serves while Redis is away).
 /// tool-service is SERVING exactly while its database answers.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (tools, agent, stats) = tokio::join!(
@@ -77,6 +79,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "database": database,
         "tool_service": describe(&tools),
         "agent_service": describe(&agent),
+        "rate_limit": state.limiter.backend(),
     });
     (status, Json(body))
 }

@@ -57,10 +57,40 @@ fn lookup(
 pub struct Edge {
     pub url: String,
     pub tool_url: String,
+    agent_url: String,
+    agent_timeout: String,
     http: reqwest::Client,
     tool_service: Option<Running>,
     agent_service: Running,
     gateway: Running,
+    more_gateways: Vec<Running>,
+}
+
+/// A gateway in front of the services at `agent_url` and `tool_url`; its
+/// URL and the running server.
+async fn start_gateway(
+    agent_url: &str,
+    tool_url: &str,
+    agent_timeout: &str,
+    gateway_env: &[(&str, &str)],
+) -> (String, Running) {
+    let gateway_config = gateway::Config::from_lookup(lookup(
+        vec![
+            ("GATEWAY_ADDR", "127.0.0.1:0".into()),
+            ("AGENT_SERVICE_URL", agent_url.into()),
+            ("TOOL_SERVICE_URL", tool_url.into()),
+            ("JWT_SECRET", SECRET.into()),
+            ("AGENT_TIMEOUT", agent_timeout.into()),
+        ],
+        gateway_env,
+    ))
+    .unwrap();
+    let gateway_app = gateway::Application::build(gateway_config).await.unwrap();
+    let url = format!("http://{}", gateway_app.local_addr());
+    (
+        url,
+        Running::spawn(|stop| gateway_app.run_until_stopped(stop)),
+    )
 }
 
 impl Edge {
@@ -116,27 +146,18 @@ impl Edge {
         let agent_url = format!("http://{}", agent_app.local_addr());
         let agent_service = Running::spawn(|stop| agent_app.run_until_stopped(stop));
 
-        let gateway_config = gateway::Config::from_lookup(lookup(
-            vec![
-                ("GATEWAY_ADDR", "127.0.0.1:0".into()),
-                ("AGENT_SERVICE_URL", agent_url),
-                ("TOOL_SERVICE_URL", tool_url.clone()),
-                ("JWT_SECRET", SECRET.into()),
-                ("AGENT_TIMEOUT", agent_timeout),
-            ],
-            gateway_env,
-        ))
-        .unwrap();
-        let gateway_app = gateway::Application::build(gateway_config).await.unwrap();
-        let url = format!("http://{}", gateway_app.local_addr());
-        let gateway = Running::spawn(|stop| gateway_app.run_until_stopped(stop));
+        let (url, gateway) =
+            start_gateway(&agent_url, &tool_url, &agent_timeout, gateway_env).await;
         Self {
             url,
             tool_url,
+            agent_url,
+            agent_timeout,
             http: reqwest::Client::new(),
             tool_service: Some(tool_service),
             agent_service,
             gateway,
+            more_gateways: Vec::new(),
         }
     }
 
@@ -148,7 +169,19 @@ impl Edge {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, HeaderMap, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        self.send_to(&self.url, method, path, token, body).await
+    }
+
+    /// [`Edge::send`] to the gateway at `base` (see [`Edge::another_gateway`]).
+    pub async fn send_to(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{base}{path}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -204,7 +237,24 @@ impl Edge {
         }
     }
 
+    /// Starts one more gateway in front of the same services (stopped
+    /// with the rest); its URL, for [`Edge::send_to`].
+    pub async fn another_gateway(&mut self, gateway_env: &[(&str, &str)]) -> String {
+        let (url, running) = start_gateway(
+            &self.agent_url,
+            &self.tool_url,
+            &self.agent_timeout,
+            gateway_env,
+        )
+        .await;
+        self.more_gateways.push(running);
+        url
+    }
+
     pub async fn stop(self) {
+        for gateway in self.more_gateways {
+            gateway.stop().await;
+        }
         self.gateway.stop().await;
         self.agent_service.stop().await;
         if let Some(running) = self.tool_service {

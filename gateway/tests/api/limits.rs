@@ -123,6 +123,107 @@ async fn the_rate_limit_answers_429_with_retry_after() {
     edge.stop().await;
 }
 
+/// The Redis of the tests (`TEST_REDIS_URL`, by default the local one that
+/// every development machine and CI runs).
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_sharing_redis_share_each_users_budget() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    // A key prefix of this test's own; its keys expire within the minute
+    // and are deleted at the end.
+    let prefix = format!(
+        "taskagent-test:{}:{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let redis = redis_url();
+    let shared = [
+        ("RATE_LIMIT", "5"),
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let mut edge = Edge::start(&db, &model, &shared, &[]).await;
+    let second = edge.another_gateway(&shared).await;
+    let gateways = [edge.url.clone(), second];
+    let alice = token("alice");
+    let chat = |gateway: usize| {
+        edge.send_to(
+            &gateways[gateway % 2],
+            reqwest::Method::POST,
+            "/api/alice/chat",
+            Some(&alice),
+            Some(json!({"message": "hi"})),
+        )
+    };
+    for n in 0..5 {
+        assert_eq!(chat(n).await.0, 200, "request {n}");
+    }
+    // The sixth, from either gateway, is over the one budget.
+    for n in 5..7 {
+        let (status, headers, body) = chat(n).await;
+        assert_eq!(
+            (status, body),
+            (429, json!({"detail": "Rate limit exceeded"})),
+            "request {n}"
+        );
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=12).contains(&wait), "{wait}");
+    }
+    let (_, _, health) = edge.get("/health", None).await;
+    assert_eq!(health["rate_limit"], "redis");
+    edge.stop().await;
+
+    let client = redis::Client::open(redis).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}alice"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_gateway_keeps_the_budget_and_says_so() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    // Nothing listens there: the connection is refused.
+    let edge = Edge::start(
+        &db,
+        &model,
+        &[("RATE_LIMIT", "2"), ("REDIS_URL", "redis://127.0.0.1:1")],
+        &[],
+    )
+    .await;
+    let alice = token("alice");
+    for _ in 0..2 {
+        assert_eq!(
+            edge.post("/api/alice/chat", Some(&alice), json!({"message": "hi"}))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        edge.post("/api/alice/chat", Some(&alice), json!({"message": "hi"}))
+            .await
+            .0,
+        429
+    );
+    let (status, _, health) = edge.get("/health", None).await;
+    assert_eq!(
+        (status, &health["rate_limit"]),
+        (200, &json!("local (redis unreachable)"))
+    );
+    edge.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_hangs_is_504_with_the_configured_seconds() {
     let db = TestDatabase::sqlite();
