@@ -135,7 +135,7 @@ async fn probe(url: &str) -> anyhow::Result<()> {
 async fn migrate() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(&config.log_level, config.log_format, "taskagent").shutdown();
-    let applied = db::migrate(&config.database.url).await?;
+    let applied = db::migrate(&config.database).await?;
     if applied.is_empty() {
         println!("{}: schema up to date", config.database.url);
     } else {

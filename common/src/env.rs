@@ -75,7 +75,13 @@ impl Env<'_> {
 
     /// A boolean: true/false, 1/0, yes/no, on/off (any case); unset is false.
     pub fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
-        match self.string(var, "false").to_ascii_lowercase().as_str() {
+        self.flag_or(var, false)
+    }
+
+    /// [`Env::flag`], with `default` when unset.
+    pub fn flag_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let default = if default { "true" } else { "false" };
+        match self.string(var, default).to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
             other => Err(ConfigError::new(

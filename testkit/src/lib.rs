@@ -54,6 +54,8 @@ pub enum TestDatabase {
         admin_url: String,
         name: String,
         url: String,
+        /// Whether `url` leads through a transaction pooler.
+        pooled: bool,
     },
 }
 
@@ -65,7 +67,10 @@ impl TestDatabase {
     }
 
     /// A new, empty database on `TEST_DATABASE_URL`'s server, or `None` (with
-    /// a loud line) when the variable is unset.
+    /// a loud line) when the variable is unset. With
+    /// `TEST_DATABASE_POOLER=host:port` (a PgBouncer in transaction mode in
+    /// front of that server) the services reach it through the pooler; the
+    /// database is still made and dropped directly.
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
             eprintln!(
@@ -84,11 +89,16 @@ impl TestDatabase {
                 .subsec_nanos()
         );
         admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
-        let url = with_database(&admin_url, &name);
+        let mut url = with_database(&admin_url, &name);
+        let pooler = std::env::var("TEST_DATABASE_POOLER").ok();
+        if let Some(pooler) = &pooler {
+            url = with_host(&url, pooler);
+        }
         Some(Self::Postgres {
             admin_url,
             name,
             url,
+            pooled: pooler.is_some(),
         })
     }
 
@@ -96,6 +106,21 @@ impl TestDatabase {
     pub fn url(&self) -> &str {
         match self {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+
+    /// Whether the services reach this database through a pooler.
+    pub fn pooled(&self) -> bool {
+        matches!(self, Self::Postgres { pooled: true, .. })
+    }
+
+    /// What tool-service needs besides `DATABASE_URL` to use this database
+    /// (behind a pooler: no prepared statements).
+    pub fn service_env(&self) -> Vec<(&'static str, &'static str)> {
+        if self.pooled() {
+            vec![("DB_PREPARED_STATEMENTS", "false")]
+        } else {
+            Vec::new()
         }
     }
 }
@@ -134,6 +159,21 @@ pub async fn plain_client(url: &str) -> tokio_postgres::Client {
         .expect("PostgreSQL reachable");
     tokio::spawn(connection);
     client
+}
+
+/// `url` with its host and port replaced by `host_port`.
+pub fn with_host(url: &str, host_port: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let userinfo = rest[..authority_end]
+        .rfind('@')
+        .map_or("", |at| &rest[..=at]);
+    format!(
+        "{}{userinfo}{host_port}{}",
+        &url[..authority_start],
+        &rest[authority_end..]
+    )
 }
 
 /// `url` with its database name replaced by `name`.

@@ -47,6 +47,12 @@ pub struct DatabaseConfig {
     pub pool_timeout: Duration,
     pub pool_recycle: Duration,
     pub query_logging: bool,
+    /// `DB_PREPARED_STATEMENTS`: whether PostgreSQL statements are prepared
+    /// once per connection and reused. Off (behind a transaction pooler
+    /// that does not track prepared statements: PgBouncer before 1.21),
+    /// nothing is cached and every use of a connection is one transaction,
+    /// so that a statement is prepared, run and closed on one server.
+    pub prepared_statements: bool,
 }
 
 impl Config {
@@ -84,6 +90,7 @@ impl DatabaseConfig {
             pool_timeout: env.seconds("DB_POOL_TIMEOUT", "30")?,
             pool_recycle: env.seconds("DB_POOL_RECYCLE", "3600")?,
             query_logging: env.flag("ENABLE_QUERY_LOGGING")?,
+            prepared_statements: env.flag_or("DB_PREPARED_STATEMENTS", true)?,
         })
     }
 
@@ -121,6 +128,7 @@ mod tests {
         assert_eq!(c.database.pool_timeout, Duration::from_secs(30));
         assert_eq!(c.database.pool_recycle, Duration::from_secs(3600));
         assert!(!c.database.query_logging);
+        assert!(c.database.prepared_statements);
         assert_eq!(
             (c.log_level.as_str(), c.log_format),
             ("INFO", LogFormat::Text)
@@ -142,9 +150,11 @@ mod tests {
             ("ENABLE_QUERY_LOGGING", "TRUE"),
             ("LOG_FORMAT", "json"),
             ("DB_POOL_TIMEOUT", "0.5"),
+            ("DB_PREPARED_STATEMENTS", "false"),
         ])
         .unwrap();
         assert!(c.database.query_logging);
+        assert!(!c.database.prepared_statements);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.database.pool_timeout, Duration::from_millis(500));
     }

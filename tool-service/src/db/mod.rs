@@ -83,6 +83,11 @@ pub struct Store {
     /// time, and its busy handler waits by sleeping (up to 100 ms a nap), so
     /// queueing writers in the process is fairer and far quicker.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// PostgreSQL without prepared statements (`DB_PREPARED_STATEMENTS=false`):
+    /// each use of a connection is one transaction, so that a transaction
+    /// pooler keeps it on one server from a statement's preparation to its
+    /// close.
+    one_transaction_per_use: bool,
     /// The most connections the pool opens.
     max_connections: u32,
 }
@@ -125,6 +130,11 @@ macro_rules! on_connection {
         let span = store.session_span();
         let result: ::std::result::Result<_, $crate::error::Error> = ::tracing::Instrument::instrument(async { match store.pool() {
             $crate::db::Pool::Postgres(pool) => match $crate::db::checkout(pool, gate).await {
+                Ok(mut connection) if store.one_transaction_per_use() => {
+                    use ::diesel_async::AsyncConnection as _;
+                    let connection: &mut ::diesel_async::AsyncPgConnection = &mut connection;
+                    connection.transaction(async |$conn| $body).await
+                }
                 Ok(mut connection) => {
                     let $conn = &mut *connection;
                     async { $body }.await
@@ -207,12 +217,13 @@ impl Store {
     /// Connects, runs pending migrations and opens the pool. A connection
     /// problem is reported with its real cause (refused, failed login, ...).
     pub async fn open(config: &DatabaseConfig) -> Result<Self, SetupError> {
-        migrate(&config.url).await?;
+        migrate(config).await?;
         Ok(Self::connect_pool(config))
     }
 
     fn connect_pool(config: &DatabaseConfig) -> Self {
         let logging = config.query_logging;
+        let prepared = config.prepared_statements;
         let outage = Outage::default();
         let pool = match &config.url {
             DatabaseUrl::Postgres(target) => {
@@ -223,7 +234,7 @@ impl Store {
                 manager.custom_setup = Box::new(move |_| {
                     let (target, opened) = (target.clone(), opened.clone());
                     async move {
-                        let mut conn = connect_postgres(&target).await?;
+                        let mut conn = connect_postgres(&target, prepared).await?;
                         opened.end();
                         if let Some(observer) = query_log::QueryObserver::new(logging, true) {
                             conn.set_instrumentation(observer);
@@ -266,12 +277,20 @@ impl Store {
             trouble: Arc::new(Notify::new()),
             outage,
             writer,
+            one_transaction_per_use: matches!(config.url, DatabaseUrl::Postgres(_))
+                && !config.prepared_statements,
             max_connections: config.max_connections(),
         }
     }
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Whether each use of a PostgreSQL connection is one transaction
+    /// (`DB_PREPARED_STATEMENTS=false`).
+    pub(crate) fn one_transaction_per_use(&self) -> bool {
+        self.one_transaction_per_use
     }
 
     /// The span of one use of a pooled connection, on SQLite: there it
@@ -398,28 +417,67 @@ where
     })
 }
 
-/// Opens one PostgreSQL connection, with TLS when the URL asks for it.
-async fn connect_postgres(target: &PostgresUrl) -> ConnectionResult<AsyncPgConnection> {
+/// Opens one PostgreSQL connection, with TLS when the URL asks for it;
+/// without `prepared` statements, it caches none.
+async fn connect_postgres(
+    target: &PostgresUrl,
+    prepared: bool,
+) -> ConnectionResult<AsyncPgConnection> {
     let failed = |e: tokio_postgres::Error| ConnectionError::BadConnection(error_chain(&e));
-    let conn = if target.tls == TlsMode::Off {
+    if target.tls == TlsMode::Off {
         let (client, connection) = target
             .config
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(failed)?;
-        AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+        into_diesel(client, connection, prepared).await
     } else {
         let tls = tls::connector(target.tls, target.root_cert.as_deref())
             .map_err(ConnectionError::BadConnection)?;
         let (client, connection) = target.config.connect(tls).await.map_err(failed)?;
-        AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+        into_diesel(client, connection, prepared).await
+    }
+}
+
+/// diesel's connection around a tokio-postgres one. diesel-async sets the
+/// session up with two prepared statements: without `prepared` statements
+/// (behind a transaction pooler) they run inside one transaction, which
+/// keeps them on one server, and nothing is cached afterwards.
+async fn into_diesel<T>(
+    client: tokio_postgres::Client,
+    connection: tokio_postgres::Connection<tokio_postgres::Socket, T>,
+    prepared: bool,
+) -> ConnectionResult<AsyncPgConnection>
+where
+    T: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+{
+    if prepared {
+        return AsyncPgConnection::try_from_client_and_connection(client, connection).await;
+    }
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error_chain(&error), "database connection closed");
+        }
+    });
+    let setup_failed = |e: tokio_postgres::Error| {
+        ConnectionError::CouldntSetupConfiguration(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new(error_chain(&e)),
+        ))
     };
+    client.batch_execute("BEGIN").await.map_err(setup_failed)?;
+    let mut conn = AsyncPgConnection::try_from(client).await?;
+    conn.batch_execute("COMMIT")
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
     Ok(conn)
 }
 
 /// Applies the pending migrations of `url`'s backend and returns the versions
 /// it applied. Used at start-up and by `taskagent migrate`.
-pub async fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, SetupError> {
+pub async fn migrate(config: &DatabaseConfig) -> Result<Vec<String>, SetupError> {
+    let url = &config.url;
     let backend = url.backend_name();
     let connect_error = |reason: String| SetupError::Connect {
         backend,
@@ -429,16 +487,19 @@ pub async fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, SetupError> {
     let migrate_error = |reason: String| SetupError::Migrate { backend, reason };
     let applied = match url {
         DatabaseUrl::Postgres(target) => {
-            let conn = connect_postgres(target)
+            let conn = connect_postgres(target, config.prepared_statements)
                 .await
                 .map_err(|e| connect_error(e.to_string()))?;
             let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
             tokio::task::spawn_blocking(move || {
-                // Two instances starting together must not both migrate.
-                SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_lock(727165)")?;
-                let applied = run_pending(&mut conn, POSTGRES_MIGRATIONS);
-                SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_unlock(727165)")?;
-                applied
+                // All pending migrations run in one transaction, which holds
+                // the lock that keeps two instances starting together from
+                // both migrating (and keeps it all on one server behind a
+                // transaction pooler).
+                diesel::Connection::transaction(&mut conn, |conn| {
+                    SimpleConnection::batch_execute(conn, "SELECT pg_advisory_xact_lock(727165)")?;
+                    run_pending(conn, POSTGRES_MIGRATIONS)
+                })
             })
             .await
         }

@@ -54,6 +54,7 @@ impl TestApp {
             ("DB_POOL_TIMEOUT", "5"),
         ]
         .into_iter()
+        .chain(db.service_env())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         env.extend(
