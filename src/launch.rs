@@ -252,7 +252,12 @@ pub async fn mcp_command(user: &str) -> anyhow::Result<()> {
             (url, Some(running))
         }
     };
-    let channel = taskagent_common::grpc::connect(&url, "TOOL_SERVICE_URL", tls.as_ref())?;
+    let channel = taskagent_common::grpc::connect(
+        &url,
+        "TOOL_SERVICE_URL",
+        tls.as_ref(),
+        taskagent_common::grpc::DNS_REFRESH,
+    )?;
     let mcp = gateway::config::McpConfig::from_env(&Env(&|name| std::env::var(name).ok()))?;
     let tools = gateway::mcp::select_tools(mcp.read_only, mcp.tools.as_deref())
         .map_err(|e| anyhow::anyhow!("MCP_TOOLS: {e}"))?;

@@ -30,6 +30,9 @@ use taskagent_common::telemetry::LogFormat;
 pub struct Config {
     pub addr: SocketAddr,
     pub tool_service_url: String,
+    /// How often a `dns:///` TOOL_SERVICE_URL is resolved again
+    /// (`DNS_REFRESH_SECONDS`).
+    pub dns_refresh: std::time::Duration,
     pub model: ModelConfig,
     pub agent: AgentSettings,
     /// Who may call (tokens, mutual TLS) and whether reflection is on.
@@ -83,6 +86,7 @@ impl Config {
         Ok(Self {
             addr: env.parse("AGENT_SERVICE_ADDR", "127.0.0.1:50052")?,
             tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
+            dns_refresh: env.seconds("DNS_REFRESH_SECONDS", "30")?,
             model: ModelConfig {
                 api_key: Some(env.string("OPENAI_API_KEY", ""))
                     .filter(|k| !k.is_empty())

@@ -56,6 +56,7 @@ impl Application {
             &config.tool_service_url,
             "TOOL_SERVICE_URL",
             config.security.tls.as_ref(),
+            config.dns_refresh,
         )?;
         let model = match model {
             Some(model) => model,

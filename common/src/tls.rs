@@ -83,6 +83,17 @@ impl TlsConfig {
 /// `var`): connected lazily (the other may start later), 2 s to connect, no
 /// Nagle delay, and mutual TLS for an `https://` URL.
 pub fn endpoint(url: &str, var: &str, tls: Option<&TlsConfig>) -> anyhow::Result<Endpoint> {
+    endpoint_for(url, var, tls, None)
+}
+
+/// [`endpoint`], checking the server's certificate for `domain` rather than
+/// the URL's host (a replica reached by its address).
+pub fn endpoint_for(
+    url: &str,
+    var: &str,
+    tls: Option<&TlsConfig>,
+    domain: Option<&str>,
+) -> anyhow::Result<Endpoint> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{var} {url:?} is not a valid URL"))?
         .connect_timeout(Duration::from_secs(2))
@@ -91,8 +102,12 @@ pub fn endpoint(url: &str, var: &str, tls: Option<&TlsConfig>) -> anyhow::Result
         let tls = tls.with_context(|| {
             format!("{var} {url:?} is https: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE")
         })?;
+        let mut client = tls.client();
+        if let Some(domain) = domain {
+            client = client.domain_name(domain);
+        }
         endpoint = endpoint
-            .tls_config(tls.client())
+            .tls_config(client)
             .with_context(|| format!("{var}: cannot use the TLS settings"))?;
     }
     Ok(endpoint)

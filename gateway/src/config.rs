@@ -34,6 +34,9 @@ pub struct Config {
     pub addr: SocketAddr,
     pub agent_service_url: String,
     pub tool_service_url: String,
+    /// How often `dns:///` service URLs are resolved again
+    /// (`DNS_REFRESH_SECONDS`).
+    pub dns_refresh: Duration,
     pub auth: AuthConfig,
     /// The certificate the gateway presents to `https://` services, and the
     /// CA it checks them with (`TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_FILE`).
@@ -93,6 +96,7 @@ impl Config {
             addr: env.parse("GATEWAY_ADDR", "127.0.0.1:8000")?,
             agent_service_url: env.string("AGENT_SERVICE_URL", "http://127.0.0.1:50052"),
             tool_service_url: env.string("TOOL_SERVICE_URL", "http://127.0.0.1:50051"),
+            dns_refresh: env.seconds("DNS_REFRESH_SECONDS", "30")?,
             auth,
             tls: TlsConfig::from_env(&env)?,
             cors_origins: env

@@ -54,7 +54,8 @@ impl Application {
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.addr))?;
         let addr = listener.local_addr()?;
         taskagent_common::metrics::install();
-        let channel = |url: &str, var: &str| grpc::connect(url, var, config.tls.as_ref());
+        let channel =
+            |url: &str, var: &str| grpc::connect(url, var, config.tls.as_ref(), config.dns_refresh);
         let agent_channel = channel(&config.agent_service_url, "AGENT_SERVICE_URL")?;
         let tool_channel = channel(&config.tool_service_url, "TOOL_SERVICE_URL")?;
         let state = AppState {

@@ -25,7 +25,7 @@ const SECRET: &str = "a-fault-test-secret-of-at-least-32-chars";
 /// restart). Picked below the kernel's ephemeral range (32768 and up), so
 /// that no outgoing connection of this or another test takes it meanwhile,
 /// as one could take a released port 0 answer.
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     use std::hash::{BuildHasher as _, RandomState};
     let random = RandomState::new();
     for attempt in 0u32.. {
@@ -43,15 +43,23 @@ struct Service {
     env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
+    /// Set by [`Service::kill9`]: the process is dying, if not yet dead.
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
     fn start(name: &'static str, env: Vec<(String, String)>, logs: &Path) -> Self {
+        Self::start_as(name, name, env, logs)
+    }
+
+    /// The binary `name`, its log named `label` (one of several replicas).
+    fn start_as(name: &'static str, label: &str, env: Vec<(String, String)>, logs: &Path) -> Self {
         let mut service = Self {
             name,
             env,
-            log: logs.join(format!("{name}.log")),
+            log: logs.join(format!("{label}.log")),
             child: None,
+            killed: std::sync::atomic::AtomicBool::new(false),
         };
         service.spawn();
         service
@@ -84,14 +92,23 @@ impl Service {
             .status()
             .expect("kill");
         assert!(killed.success(), "kill -9 {pid}");
+        self.killed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts the process again if it has died.
     fn revive(&mut self) {
-        if let Some(child) = &mut self.child
-            && child.try_wait().expect("wait").is_none()
-        {
-            return;
+        if let Some(child) = &mut self.child {
+            // A killed process may not be gone yet when asked at once:
+            // wait for it rather than take it for alive.
+            if self
+                .killed
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                child.wait().expect("wait");
+            } else if child.try_wait().expect("wait").is_none() {
+                return;
+            }
         }
         self.spawn();
     }
@@ -114,10 +131,16 @@ pub struct Stack {
     /// started with [`Stack::observed`].
     pub tool_metrics: String,
     pub agent_metrics: String,
+    /// With [`Stack::replicated`]: the `/metrics` of the second replica of
+    /// tool-service and of agent-service (the first's are above).
+    pub second_tool_metrics: String,
+    pub second_agent_metrics: String,
     pub database: DatabaseCheck,
     http: reqwest::Client,
     tool: Service,
     agent: Service,
+    /// The second replicas of tool-service and agent-service, if any.
+    seconds: Vec<Service>,
     _gateway: Service,
     _logs: tempfile::TempDir,
 }
@@ -132,7 +155,16 @@ impl Stack {
         model: &ScriptedModel,
         agent_timeout: u32,
     ) -> Self {
-        Self::start_with(db, database_url, model, agent_timeout, &[], false).await
+        Self::start_with(
+            db,
+            database_url,
+            &model.base_url,
+            agent_timeout,
+            &[],
+            false,
+            false,
+        )
+        .await
     }
 
     /// [`Stack::start`] on `db`, with `/metrics` on tool-service and
@@ -144,16 +176,25 @@ impl Stack {
         model: &ScriptedModel,
         extra: &[(&str, &str)],
     ) -> Self {
-        Self::start_with(db, db.url(), model, 10, extra, true).await
+        Self::start_with(db, db.url(), &model.base_url, 10, extra, true, false).await
+    }
+
+    /// [`Stack::observed`] with two replicas of tool-service and of
+    /// agent-service: the gateway is given both of each
+    /// (`http://a,http://b`), as each agent-service is both tool-services.
+    /// `model_url` is the model's base URL (`.../v1`).
+    pub async fn replicated(db: &TestDatabase, model_url: &str, agent_timeout: u32) -> Self {
+        Self::start_with(db, db.url(), model_url, agent_timeout, &[], true, true).await
     }
 
     async fn start_with(
         db: &TestDatabase,
         database_url: &str,
-        model: &ScriptedModel,
+        model_url: &str,
         agent_timeout: u32,
         extra: &[(&str, &str)],
         metrics: bool,
+        replicated: bool,
     ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let logs = tempfile::tempdir().expect("log dir");
@@ -178,36 +219,72 @@ impl Stack {
                 )
                 .collect()
         };
-        let tool = Service::start(
-            "tool-service",
+        let tool_env = |addr: SocketAddr, metrics: SocketAddr| {
             env(&[
-                ("TOOL_SERVICE_ADDR", tool_addr.to_string()),
+                ("TOOL_SERVICE_ADDR", addr.to_string()),
                 ("DATABASE_URL", database_url.to_owned()),
                 ("DB_POOL_SIZE", "2".into()),
                 ("DB_MAX_OVERFLOW", "4".into()),
                 ("DB_POOL_TIMEOUT", "30".into()),
-                metrics_at(tool_metrics),
-            ]),
+                metrics_at(metrics),
+            ])
+        };
+        let (second_tool, second_agent) = (free_addr(), free_addr());
+        let (second_tool_metrics, second_agent_metrics) = (free_addr(), free_addr());
+        let tool_url = if replicated {
+            format!("http://{tool_addr},http://{second_tool}")
+        } else {
+            format!("http://{tool_addr}")
+        };
+        let agent_url = if replicated {
+            format!("http://{agent_addr},http://{second_agent}")
+        } else {
+            format!("http://{agent_addr}")
+        };
+        let agent_env = |addr: SocketAddr, metrics: SocketAddr| {
+            env(&[
+                ("AGENT_SERVICE_ADDR", addr.to_string()),
+                ("TOOL_SERVICE_URL", tool_url.clone()),
+                ("OPENAI_API_KEY", "sk-test".into()),
+                ("OPENAI_BASE_URL", model_url.to_owned()),
+                ("AGENT_TIMEOUT", agent_timeout.to_string()),
+                metrics_at(metrics),
+            ])
+        };
+        let tool = Service::start(
+            "tool-service",
+            tool_env(tool_addr, tool_metrics),
             logs.path(),
         );
         let agent = Service::start(
             "agent-service",
-            env(&[
-                ("AGENT_SERVICE_ADDR", agent_addr.to_string()),
-                ("TOOL_SERVICE_URL", format!("http://{tool_addr}")),
-                ("OPENAI_API_KEY", "sk-test".into()),
-                ("OPENAI_BASE_URL", model.base_url.clone()),
-                ("AGENT_TIMEOUT", agent_timeout.to_string()),
-                metrics_at(agent_metrics),
-            ]),
+            agent_env(agent_addr, agent_metrics),
             logs.path(),
         );
+        let seconds = if replicated {
+            vec![
+                Service::start_as(
+                    "tool-service",
+                    "tool-service-2",
+                    tool_env(second_tool, second_tool_metrics),
+                    logs.path(),
+                ),
+                Service::start_as(
+                    "agent-service",
+                    "agent-service-2",
+                    agent_env(second_agent, second_agent_metrics),
+                    logs.path(),
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
         let gateway = Service::start(
             "gateway",
             env(&[
                 ("GATEWAY_ADDR", gateway_addr.to_string()),
-                ("AGENT_SERVICE_URL", format!("http://{agent_addr}")),
-                ("TOOL_SERVICE_URL", format!("http://{tool_addr}")),
+                ("AGENT_SERVICE_URL", agent_url.clone()),
+                ("TOOL_SERVICE_URL", tool_url.clone()),
                 ("JWT_SECRET", SECRET.into()),
                 ("AGENT_TIMEOUT", agent_timeout.to_string()),
                 ("RATE_LIMIT", "10000".into()),
@@ -219,10 +296,13 @@ impl Stack {
             tool_url: format!("http://{tool_addr}"),
             tool_metrics: format!("http://{tool_metrics}/metrics"),
             agent_metrics: format!("http://{agent_metrics}/metrics"),
+            second_tool_metrics: format!("http://{second_tool_metrics}/metrics"),
+            second_agent_metrics: format!("http://{second_agent_metrics}/metrics"),
             database: DatabaseCheck::new(db).await,
             http: reqwest::Client::new(),
             tool,
             agent,
+            seconds,
             _gateway: gateway,
             _logs: logs,
         };
@@ -251,7 +331,8 @@ impl Stack {
     /// What the services wrote to stderr, for a failure message.
     pub fn logs(&self) -> String {
         [&self.tool, &self.agent, &self._gateway]
-            .iter()
+            .into_iter()
+            .chain(&self.seconds)
             .map(|s| {
                 let text = std::fs::read_to_string(&s.log).unwrap_or_default();
                 format!("--- {}\n{text}", s.name)

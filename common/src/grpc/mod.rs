@@ -14,6 +14,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+pub mod balance;
 pub mod observe;
 
 /// Calls served at once over all connections; more wait for a slot.
@@ -78,19 +79,33 @@ impl Security {
 }
 
 /// A channel to another taskagent service: connected lazily, each call in a
-/// client span whose context travels in the call's metadata.
-pub type Channel = observe::Traced<tonic::transport::Channel>;
+/// client span whose context travels in the call's metadata, spread over the
+/// service's replicas when its URL names several (see [`balance`]).
+pub type Channel = observe::Traced<balance::Retrying>;
 
-/// A [`Channel`] to `url` (read from the variable `var`); `https://` URLs
-/// use mutual TLS with `tls`.
+/// How often a `dns:///` service name is resolved again, by default
+/// (`DNS_REFRESH_SECONDS`).
+pub const DNS_REFRESH: Duration = Duration::from_secs(30);
+
+/// A [`Channel`] to `url` (read from the variable `var`): one URL, several
+/// separated by commas, or `dns:///host:port` re-resolved every
+/// `dns_refresh`; `https://` URLs (and `dns:` names when `tls` is set) use
+/// mutual TLS with `tls`.
 pub fn connect(
     url: &str,
     var: &str,
     tls: Option<&crate::tls::TlsConfig>,
+    dns_refresh: Duration,
 ) -> anyhow::Result<Channel> {
-    Ok(observe::Traced::new(
-        crate::tls::endpoint(url, var, tls)?.connect_lazy(),
-    ))
+    let channel = match balance::Targets::parse(url, var)? {
+        balance::Targets::One(url) => {
+            balance::Retrying::new(crate::tls::endpoint(&url, var, tls)?.connect_lazy(), false)
+        }
+        replicas => {
+            balance::Retrying::new(balance::balanced(replicas, var, tls, dns_refresh)?, true)
+        }
+    };
+    Ok(observe::Traced::new(channel))
 }
 
 /// One taskagent gRPC server: its services, health for each (from

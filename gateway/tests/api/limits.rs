@@ -357,3 +357,35 @@ async fn a_body_is_not_waited_for_before_the_token_is_checked() {
     }
     edge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_found_by_dns_name_or_listed_are_balanced_over() {
+    let db = TestDatabase::sqlite();
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    let mut edge = Edge::start(&db, &model, &[], &[]).await;
+    let port = edge.tool_url.rsplit_once(':').unwrap().1.to_owned();
+    // `localhost` may also resolve to ::1, where nothing listens: that
+    // address fails its health check and takes no calls.
+    let by_name = format!("dns:///localhost:{port}");
+    // A listed replica that is down (nothing on port 1) is left out.
+    let listed = format!("http://127.0.0.1:1,{}", edge.tool_url);
+    for url in [by_name, listed] {
+        let gateway = edge
+            .another_gateway(&[("TOOL_SERVICE_URL", &url), ("DNS_REFRESH_SECONDS", "1")])
+            .await;
+        let alice = token("alice");
+        for _ in 0..5 {
+            let (status, _, body) = edge
+                .send_to(
+                    &gateway,
+                    reqwest::Method::GET,
+                    "/api/alice/conversations",
+                    Some(&alice),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{url}: {body}");
+        }
+    }
+    edge.stop().await;
+}

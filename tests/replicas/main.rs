@@ -1,0 +1,202 @@
+//! Two replicas of tool-service and of agent-service, each its own process,
+//! behind one gateway that is given both of each: chats at concurrency 8,
+//! then `kill -9` of one replica of each while they run. Clients behave as
+//! the HTTP API asks (an Idempotency-Key per chat, a retry after 503 or 409
+//! with Retry-After); no chat may fail, and the database must hold each
+//! chat's task exactly once.
+//!
+//! PostgreSQL only: replicas of tool-service share a database server, not
+//! an SQLite file.
+
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+#[path = "../faults/stack.rs"]
+#[allow(dead_code, reason = "the fault tests use the rest of the stack")]
+mod stack;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use taskagent_testkit::TestDatabase;
+
+use crate::stack::{Stack, free_addr};
+
+const WORKERS: usize = 8;
+const AGENT_TIMEOUT: u32 = 3;
+
+/// The benchmark's fake model (`loadgen model`): one `add_task` call per
+/// user message, then a short answer.
+struct FakeModel {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl FakeModel {
+    async fn start() -> Self {
+        let addr = free_addr();
+        let child = std::process::Command::new(taskagent_testkit::workspace_binary("loadgen"))
+            .args(["model", "--listen", &addr.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start loadgen model (is the workspace built?)");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the fake model never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            base_url: format!("http://{addr}/v1"),
+        }
+    }
+}
+
+impl Drop for FakeModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls a replica has answered, by its `/metrics`.
+async fn calls_handled(metrics: &str) -> f64 {
+    let text = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with("grpc_server_handled_total{") && !line.contains("Health"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[derive(Default)]
+struct Tally {
+    chats: AtomicU32,
+    retried_503: AtomicU32,
+    retried_409: AtomicU32,
+    failed: AtomicU32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_replica_of_each_fails_no_chat() {
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let model = FakeModel::start().await;
+    let stack = Arc::new(Stack::replicated(&db, &model.base_url, AGENT_TIMEOUT).await);
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let (stack, tally, stop, failures) =
+                (stack.clone(), tally.clone(), stop.clone(), failures.clone());
+            tokio::spawn(async move {
+                let user = format!("replica-user-{worker}");
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = format!("{user}-chat-{n}");
+                    let message = format!("add task {n}");
+                    let started = Instant::now();
+                    loop {
+                        let answer = stack.chat(&user, &message, Some(&key)).await;
+                        match answer.status {
+                            StatusCode::OK => {
+                                tally.chats.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            StatusCode::SERVICE_UNAVAILABLE | StatusCode::CONFLICT
+                                if started.elapsed() < Duration::from_secs(60) =>
+                            {
+                                let counter = if answer.status == StatusCode::CONFLICT {
+                                    &tally.retried_409
+                                } else {
+                                    &tally.retried_503
+                                };
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                assert!(answer.headers.contains_key("retry-after"), "{answer:?}");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            _ => {
+                                tally.failed.fetch_add(1, Ordering::Relaxed);
+                                failures.lock().unwrap().push(format!("{key}: {answer:?}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Both replicas of each take calls before the kill.
+    let started = Instant::now();
+    loop {
+        let handled = [
+            calls_handled(&stack.tool_metrics).await,
+            calls_handled(&stack.second_tool_metrics).await,
+            calls_handled(&stack.agent_metrics).await,
+            calls_handled(&stack.second_agent_metrics).await,
+        ];
+        if handled.iter().all(|&calls| calls >= 5.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a replica took no calls: {handled:?}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before_kill = tally.chats.load(Ordering::Relaxed);
+    stack.kill_tool_service();
+    stack.kill_agent();
+    let survivors_before = [
+        calls_handled(&stack.second_tool_metrics).await,
+        calls_handled(&stack.second_agent_metrics).await,
+    ];
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let chats = tally.chats.load(Ordering::Relaxed);
+    let failed = tally.failed.load(Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "failed chats: {:#?}\nlogs:\n{}",
+        failures.lock().unwrap(),
+        stack.logs()
+    );
+    assert!(chats > before_kill, "chats went on after the kill");
+    let survivors_after = [
+        calls_handled(&stack.second_tool_metrics).await,
+        calls_handled(&stack.second_agent_metrics).await,
+    ];
+    assert!(
+        survivors_after[0] > survivors_before[0] && survivors_after[1] > survivors_before[1],
+        "the survivors served what followed"
+    );
+    let mut tasks = 0;
+    for worker in 0..WORKERS {
+        let user = format!("replica-user-{worker}");
+        stack.database.assert_consistent(&user).await;
+        tasks += stack.database.tasks(&user).await;
+    }
+    assert_eq!(tasks, i64::from(chats), "each chat's task exactly once");
+    stack.report(
+        "kill -9 one of two tool-service and one of two agent-service replicas under 8 chatting clients",
+        &format!(
+            "{chats} chats ({before_kill} before the kill), 0 failed, {tasks} tasks; retried: {} after 503, {} after 409",
+            tally.retried_503.load(Ordering::Relaxed),
+            tally.retried_409.load(Ordering::Relaxed),
+        ),
+    );
+}
