@@ -4,7 +4,10 @@
   names a service, every service has a health check, every taskagent service
   runs a binary the workspace builds, and every variable it sets is one the
   services read (a typo would be silently ignored in production).
-- The Dockerfile copies exactly the binaries the workspace builds.
+- The Dockerfile builds the one binary (`taskagent`) with its dependencies in
+  a cached layer of their own (cargo-chef), runs it as the entrypoint under
+  a numeric non-root user, and declares /data a volume; `taskagent NAME`
+  runs each service as its own binary does (checked by hand below).
 - The health check commands inside the images run by hand against the real
   launcher: `taskagent probe http://.../health` must exit 0 while healthy and
   non-zero for a dead address. (grpc_health_probe speaks grpc.health.v1, which
@@ -24,7 +27,9 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = ROOT / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"
-BINARIES = {"taskagent", "tool-service", "agent-service", "gateway"}
+SERVICES = {"tool-service", "agent-service", "gateway"}
+# What the image's entrypoint (`taskagent`) accepts as its first argument.
+ENTRYPOINT_ARGS = SERVICES | {"migrate", "certs", "probe", "token", "chat", "mcp"}
 
 
 def known_variables() -> set[str]:
@@ -51,8 +56,8 @@ def check_compose() -> None:
             assert condition["condition"] == wanted, f"{name}: waits for {dependency}: {wanted}"
         if service.get("image", "").startswith("taskagent"):
             assert service["build"] == ".", f"{name}: builds the Dockerfile"
-            binary = service["command"][0]
-            assert binary in BINARIES, f"{name}: unknown binary {binary}"
+            command = service["command"][0]
+            assert command in ENTRYPOINT_ARGS, f"{name}: taskagent does not run {command!r}"
             for variable in service.get("environment", {}):
                 assert variable in variables, f"{name}: {variable} is read by no service"
     print(f"docker-compose.yml: {len(services)} services check out")
@@ -60,12 +65,46 @@ def check_compose() -> None:
 
 def check_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    copied = set(re.findall(r"target/release/([a-z-]+)", text))
-    assert copied == BINARIES, f"Dockerfile copies {copied}, the workspace builds {BINARIES}"
-    for binary in BINARIES:
-        assert (BIN / binary).exists(), f"{binary} was not built"
-    assert re.search(r"^USER taskagent$", text, re.M), "the image runs as a non-root user"
-    print("Dockerfile: binaries and user check out")
+    built = set(re.findall(r"target/release/([a-z-]+)", text))
+    assert built == {"taskagent"}, f"the image ships {built}, not the one launcher binary"
+    cook = text.index("cargo chef cook")
+    assert text.index("COPY --from=plan") < cook < text.index("COPY . .", cook), (
+        "dependencies are cooked from the recipe before the sources are copied"
+    )
+    assert re.search(r'^ENTRYPOINT \["taskagent"\]$', text, re.M), "taskagent is the entrypoint"
+    assert re.search(r"^USER 10001:10001$", text, re.M), "the image runs as a numeric non-root user"
+    assert re.search(r'^VOLUME \["/data"\]$', text, re.M), "/data is a volume"
+    assert "sqlite:///data/" in text, "the SQLite default lives in /data"
+    print("Dockerfile: one binary, cached dependencies, entrypoint, user and volume check out")
+
+
+def check_entrypoint() -> None:
+    """`taskagent NAME` is the NAME binary: same help, and it serves."""
+    for service in sorted(SERVICES):
+        alone = subprocess.run([BIN / service, "--version"], capture_output=True, text=True, check=True)
+        via = subprocess.run([BIN / "taskagent", service, "--version"], capture_output=True, text=True, check=True)
+        assert via.stdout == alone.stdout, f"taskagent {service}: {via.stdout!r}"
+    with tempfile.TemporaryDirectory() as folder:
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "TOOL_SERVICE_ADDR": f"127.0.0.1:{port}",
+            "DATABASE_URL": f"sqlite://{folder}/tasks.db",
+            "LOG_LEVEL": "warn",
+        }
+        service = subprocess.Popen([BIN / "taskagent", "tool-service"], env=env, stdout=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            else:
+                sys.exit("taskagent tool-service never listened")
+        finally:
+            service.terminate()
+            assert service.wait(timeout=20) == 0, "taskagent tool-service exits 0 on SIGTERM"
+    print("entrypoint: taskagent tool-service / agent-service / gateway run each service")
 
 
 def free_port() -> int:
@@ -104,4 +143,5 @@ def check_health_commands() -> None:
 if __name__ == "__main__":
     check_compose()
     check_dockerfile()
+    check_entrypoint()
     check_health_commands()

@@ -31,7 +31,8 @@ use tool_service::db;
 #[command(
     name = "taskagent",
     version,
-    after_help = "Configuration is read from the environment; see README.md."
+    after_help = "Also `taskagent tool-service`, `taskagent agent-service` and `taskagent gateway`: that one service, \
+                  exactly as its own binary runs it.\nConfiguration is read from the environment; see README.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -95,6 +96,14 @@ fn user_id(raw: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `taskagent tool-service|agent-service|gateway` runs that service alone,
+    // exactly as its own binary does: one image serves every role.
+    match std::env::args().nth(1).as_deref() {
+        Some("tool-service") => return tool_service::main().await,
+        Some("agent-service") => return agent_service::main().await,
+        Some("gateway") => return gateway::main().await,
+        _ => {}
+    }
     // TLS everywhere in this process is rustls with ring (no aws-lc).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match Cli::parse().command {

@@ -32,6 +32,7 @@ pub struct Application {
     callers: CallerCheck,
     security: Security,
     metrics: Option<MetricsServer>,
+    health_listener: Option<TcpIncoming>,
 }
 
 impl Application {
@@ -51,6 +52,10 @@ impl Application {
             .check_address(config.addr, "AGENT_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "AGENT_SERVICE_ADDR")?;
+        let health_listener = config
+            .health_addr
+            .map(|health| grpc::bind(health, "HEALTH_ADDR").map(|(listener, _)| listener))
+            .transpose()?;
         let metrics = MetricsServer::bind(config.metrics_addr).await?;
         let tool_service = grpc::connect(
             &config.tool_service_url,
@@ -82,6 +87,7 @@ impl Application {
             callers,
             security: config.security,
             metrics,
+            health_listener,
         })
     }
 
@@ -105,7 +111,8 @@ impl Application {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .metrics(self.metrics, || {});
+        .metrics(self.metrics, || {})
+        .health_listener(self.health_listener);
         let health = server.health();
         health.set(ServingStatus::NotServing).await;
         let watcher = tokio::spawn(health::watch_tool_service(self.tool_service, health));

@@ -46,13 +46,18 @@ pub async fn run_binary<C, F>(
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
+    // `taskagent tool-service ...` is `tool-service ...`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == name) {
+        args.remove(0);
+    }
     clap::Command::new(name)
         .version(env!("CARGO_PKG_VERSION"))
         .about(about)
         .after_help(
             "Configuration is read from the environment: see README.md, section Configuration.",
         )
-        .get_matches();
+        .get_matches_from(args);
     let config = match config {
         Ok(config) => config,
         Err(error) => {

@@ -34,6 +34,9 @@ pub struct Config {
     pub security: Security,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where grpc.health.v1 alone is served in plain gRPC (`HEALTH_ADDR`),
+    /// for probes that cannot speak TLS.
+    pub health_addr: Option<SocketAddr>,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -70,6 +73,7 @@ impl Config {
             database: DatabaseConfig::from_env(&env)?,
             security: Security::from_env(&env)?,
             metrics_addr: env.optional("METRICS_ADDR")?,
+            health_addr: env.optional("HEALTH_ADDR")?,
             log_level: env.string("LOG_LEVEL", "INFO"),
             log_format: env.parse("LOG_FORMAT", "text")?,
         })

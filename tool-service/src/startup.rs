@@ -28,6 +28,7 @@ pub struct Application {
     callers: CallerCheck,
     security: Security,
     metrics: Option<MetricsServer>,
+    health_listener: Option<TcpIncoming>,
 }
 
 impl Application {
@@ -40,6 +41,10 @@ impl Application {
             .check_address(config.addr, "TOOL_SERVICE_ADDR")
             .map_err(anyhow::Error::msg)?;
         let (incoming, addr) = grpc::bind(config.addr, "TOOL_SERVICE_ADDR")?;
+        let health_listener = config
+            .health_addr
+            .map(|health| grpc::bind(health, "HEALTH_ADDR").map(|(listener, _)| listener))
+            .transpose()?;
         let metrics = MetricsServer::bind(config.metrics_addr).await?;
         let store = Store::open(&config.database).await?;
         tracing::info!(
@@ -55,6 +60,7 @@ impl Application {
             callers,
             security: config.security,
             metrics,
+            health_listener,
         })
     }
 
@@ -95,7 +101,8 @@ impl Application {
                 state.connections,
                 state.max,
             );
-        });
+        })
+        .health_listener(self.health_listener);
         let health = server.health();
         // Migrations ran in `build`: the database answered a moment ago.
         health.set(ServingStatus::Serving).await;

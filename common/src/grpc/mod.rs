@@ -122,6 +122,9 @@ pub struct GrpcServer {
     tls: Option<crate::tls::TlsConfig>,
     reflection: bool,
     metrics: Option<(crate::metrics::MetricsServer, Box<dyn Fn() + Send + Sync>)>,
+    /// The health service alone, for [`GrpcServer::health_listener`].
+    health_routes: tonic::service::Routes,
+    health_listener: Option<TcpIncoming>,
 }
 
 impl GrpcServer {
@@ -137,7 +140,7 @@ impl GrpcServer {
     ) -> Self {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
-        routes.add_service(health_service);
+        routes.add_service(health_service.clone());
         Self {
             routes,
             names: vec![""],
@@ -148,7 +151,17 @@ impl GrpcServer {
             tls: security.tls.clone(),
             reflection: security.reflection,
             metrics: None,
+            health_routes: tonic::service::Routes::new(health_service),
+            health_listener: None,
         }
+    }
+
+    /// Also answers grpc.health.v1 (and nothing else) in plain gRPC on
+    /// `listener` (`HEALTH_ADDR`): Kubernetes' gRPC probes speak neither
+    /// TLS nor tokens, and health tells nothing a caller could misuse.
+    pub fn health_listener(mut self, listener: Option<TcpIncoming>) -> Self {
+        self.health_listener = listener;
+        self
     }
 
     /// Adds a service; health answers for its name too.
@@ -255,6 +268,17 @@ impl GrpcServer {
                 let _ = metrics_stopped.await;
             }))
         });
+        let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+        let health_listener = self.health_listener.map(|listener| {
+            tokio::spawn(
+                Server::builder()
+                    .timeout(crate::health::CHECK_TIMEOUT)
+                    .add_routes(self.health_routes)
+                    .serve_with_incoming_shutdown(listener, async {
+                        let _ = health_stopped.await;
+                    }),
+            )
+        });
         let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut builder = Server::builder();
         if let Some(tls) = &self.tls {
@@ -298,6 +322,10 @@ impl GrpcServer {
                 }
             }
         };
+        let _ = stop_health.send(());
+        if let Some(health) = health_listener {
+            health.await.context("health listener panicked")??;
+        }
         let _ = stop_metrics.send(());
         if let Some(metrics) = metrics {
             metrics.await.context("metrics server panicked")??;

@@ -202,3 +202,50 @@ async fn over_mutual_tls_a_service_certificate_or_a_users_token_is_the_proof() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_without_tls_get_health_and_nothing_else_on_health_addr() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDatabase::sqlite();
+    let ca = LocalCa::new().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let health_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let mut env = tls_files(files.path(), &ca.issue("tool-service").unwrap());
+    env.push(("HEALTH_ADDR", health_addr.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn_with(&db, &env, Some(ca.issue("gateway").unwrap().client())).await;
+
+    // What a kubelet's gRPC probe does: plain HTTP/2, no certificate.
+    let plain = tonic::transport::Channel::from_shared(format!("http://{health_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(plain.clone());
+    for service in [
+        "",
+        "taskagent.v1.TaskService",
+        "taskagent.v1.ConversationService",
+    ] {
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.into_inner().status(),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    // The data is not there.
+    let listed = taskagent_proto::task_service_client::TaskServiceClient::new(plain)
+        .list_tasks(as_user("alice", ListTasksRequest::default()))
+        .await;
+    assert_eq!(listed.unwrap_err().code(), Code::Unimplemented);
+    app.stop().await;
+}
