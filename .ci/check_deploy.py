@@ -8,6 +8,12 @@
   a cached layer of their own (cargo-chef), runs it as the entrypoint under
   a numeric non-root user, and declares /data a volume; `taskagent NAME`
   runs each service as its own binary does (checked by hand below).
+- deploy/k8s: each overlay renders (`kubectl kustomize`) and every object
+  validates against the Kubernetes OpenAPI schemas offline
+  (kubernetes-validate, which ships them, --strict); then what the design
+  asks of each service: probes, non-root read-only pods, resources, a
+  headless Service per gRPC service, a budget and an autoscaler, network
+  policies, secrets referenced and never inlined.
 - The health check commands inside the images run by hand against the real
   launcher: `taskagent probe http://.../health` must exit 0 while healthy and
   non-zero for a dead address. (grpc_health_probe speaks grpc.health.v1, which
@@ -140,8 +146,59 @@ def check_health_commands() -> None:
     print("health check commands: taskagent probe passes while healthy, fails when down")
 
 
+KUBERNETES_VERSION = "1.30.0"
+
+
+def check_kubernetes() -> None:
+    for overlay in sorted((ROOT / "deploy/k8s/overlays").iterdir()):
+        rendered = subprocess.run(
+            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+        ).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+            file.write(rendered)
+            file.flush()
+            subprocess.run(
+                ["kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, file.name],
+                check=True,
+            )
+        objects = [o for o in yaml.safe_load_all(rendered) if o]
+        by_kind: dict[str, dict[str, dict]] = {}
+        for o in objects:
+            by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
+        assert "Secret" not in by_kind, f"{overlay.name}: secrets are referenced, never inlined"
+        deployments = by_kind["Deployment"]
+        assert set(deployments) == SERVICES, f"{overlay.name}: deployments {set(deployments)}"
+        for name, deployment in deployments.items():
+            pod = deployment["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True, f"{name}: runAsNonRoot"
+            (container,) = pod["containers"]
+            assert container["args"] == [name], f"{name}: the image runs {container['args']}"
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, f"{name}: read-only root"
+            assert container["resources"]["requests"] and container["resources"]["limits"], f"{name}: resources"
+            assert "readinessProbe" in container and "livenessProbe" in container, f"{name}: probes"
+            if name != "gateway":
+                assert container["readinessProbe"]["grpc"]["service"].startswith("taskagent.v1."), (
+                    f"{name}: a gRPC readiness probe with the service name"
+                )
+                assert by_kind["Service"][name]["spec"]["clusterIP"] == "None", f"{name}: headless"
+            known = known_variables()
+            for variable in container["env"]:
+                assert variable["name"] in known, f"{name}: {variable['name']} is read by no service"
+                assert "value" not in variable or variable["name"] not in {
+                    "JWT_SECRET", "DATABASE_URL", "OPENAI_API_KEY", "REDIS_URL"
+                }, f"{name}: {variable['name']} inlined"
+            assert name in by_kind["PodDisruptionBudget"], f"{name}: no disruption budget"
+            assert name in by_kind["HorizontalPodAutoscaler"], f"{name}: no autoscaler"
+            assert name in by_kind["NetworkPolicy"], f"{name}: no network policy"
+        for variable in by_kind["ConfigMap"]["taskagent-settings"]["data"]:
+            assert variable in known_variables(), f"settings: {variable} is read by no service"
+        assert "default-deny" in by_kind["NetworkPolicy"], f"{overlay.name}: no default deny"
+        print(f"deploy/k8s/overlays/{overlay.name}: {len(objects)} objects valid for Kubernetes {KUBERNETES_VERSION}")
+
+
 if __name__ == "__main__":
     check_compose()
     check_dockerfile()
+    check_kubernetes()
     check_entrypoint()
     check_health_commands()
