@@ -9,6 +9,8 @@
 #            otlp-sink), every trace sampled
 #   traced10 - the same, one trace in ten sampled (parentbased_traceidratio)
 #   mtls   - this build, mutual TLS between every pair of services
+#   balanced - this build, the services named dns:///127.0.0.1:PORT: a
+#            balanced channel over the one replica (the balancing's cost)
 # Each configuration runs ROUNDS times (default 2), interleaved, on a fresh
 # database, so that drift of the machine shows as spread, not as a result.
 # MEASURE=instructions runs the services under valgrind's callgrind and
@@ -46,12 +48,17 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # run NAME BIN_DIR: one measurement of one configuration.
 run() {
   local name=$1 bin=$2 scheme=http tls=() otel=()
+  # How the services name each other: one URL, or (balanced) a dns:/// name,
+  # which gives a balanced channel over the one replica.
+  local tool_url agent_url
   case $name in
     mtls) scheme=https ;;
+    balanced) tool_url=dns:///127.0.0.1:$TOOL_PORT agent_url=dns:///127.0.0.1:$AGENT_PORT ;;
     traced) otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://$OTLP) ;;
     traced10) otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://$OTLP OTEL_TRACES_SAMPLER=parentbased_traceidratio
                     OTEL_TRACES_SAMPLER_ARG=0.1) ;;
   esac
+  tool_url=${tool_url:-$scheme://localhost:$TOOL_PORT} agent_url=${agent_url:-$scheme://localhost:$AGENT_PORT}
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   local certs="$WORK/certs"
   tls_for() {
@@ -69,10 +76,10 @@ run() {
   env $(tls_for tool-service) "${otel[@]}" DATABASE_URL="$PG/$DB" TOOL_SERVICE_ADDR=127.0.0.1:$TOOL_PORT \
     LOG_LEVEL=warn $(counted tool-service) & local tool=$!
   env $(tls_for agent-service) "${otel[@]}" AGENT_SERVICE_ADDR=127.0.0.1:$AGENT_PORT \
-    TOOL_SERVICE_URL=$scheme://localhost:$TOOL_PORT OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
+    TOOL_SERVICE_URL=$tool_url OPENAI_API_KEY=fake OPENAI_BASE_URL=http://$MODEL/v1 \
     LOG_LEVEL=warn $(counted agent-service) & local agent=$!
   env $(tls_for gateway) "${otel[@]}" GATEWAY_ADDR=127.0.0.1:$GATEWAY_PORT \
-    AGENT_SERVICE_URL=$scheme://localhost:$AGENT_PORT TOOL_SERVICE_URL=$scheme://localhost:$TOOL_PORT \
+    AGENT_SERVICE_URL=$agent_url TOOL_SERVICE_URL=$tool_url \
     JWT_SECRET=$SECRET RATE_LIMIT=100000000 LOG_LEVEL=warn $(counted gateway) & local gateway=$!
   if [ "$MEASURE" = instructions ]; then
     # Start-up is not counted: the counters start from zero under load.
