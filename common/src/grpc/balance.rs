@@ -291,14 +291,14 @@ impl tower::Service<http::Request<tonic::body::Body>> for Retrying {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if !self.retry {
+            let call = self.inner.call(request);
+            return Box::pin(async move { call.await.map_err(Into::into) });
+        }
         // The ready channel serves this call; a clone (ready once polled)
         // serves the next one, and a retry.
         let clone = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, clone.clone());
-        if !self.retry {
-            let call = ready.call(request);
-            return Box::pin(async move { call.await.map_err(Into::into) });
-        }
         let idempotent = IDEMPOTENT.contains(&request.uri().path());
         Box::pin(async move {
             // The request (one message) is kept, to be sent again.
