@@ -109,6 +109,17 @@ impl TestDatabase {
         }
     }
 
+    /// This database's URL on the server itself, past any pooler (a
+    /// test's own checks of the catalog).
+    pub fn direct_url(&self) -> String {
+        match self {
+            Self::Sqlite { url, .. } => url.clone(),
+            Self::Postgres {
+                admin_url, name, ..
+            } => with_database(admin_url, name),
+        }
+    }
+
     /// Whether the services reach this database through a pooler.
     pub fn pooled(&self) -> bool {
         matches!(self, Self::Postgres { pooled: true, .. })

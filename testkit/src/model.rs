@@ -48,10 +48,14 @@ pub fn error(status: u16, kind: &str, code: Option<&str>) -> Step {
     )
 }
 
+/// How an endless model answers a request, given its body.
+type Answer = Box<dyn Fn(&Value) -> Step + Send + Sync>;
+
 struct Script {
     steps: VecDeque<Step>,
-    /// Answer once the steps run out, for endless models.
-    otherwise: Option<Box<dyn Fn() -> Step + Send + Sync>>,
+    /// Answer once the steps run out, for endless models, given the
+    /// request's body.
+    otherwise: Option<Answer>,
     requests: Vec<(HeaderMap, Value)>,
 }
 
@@ -72,6 +76,19 @@ impl ScriptedModel {
         steps: Vec<Step>,
         otherwise: Option<Box<dyn Fn() -> Step + Send + Sync>>,
     ) -> Self {
+        Self::serve(
+            steps,
+            otherwise.map(|make| Box::new(move |_: &Value| make()) as _),
+        )
+        .await
+    }
+
+    /// A model that answers each request with `answer(body)`.
+    pub async fn answering(answer: impl Fn(&Value) -> Step + Send + Sync + 'static) -> Self {
+        Self::serve(Vec::new(), Some(Box::new(answer))).await
+    }
+
+    async fn serve(steps: Vec<Step>, otherwise: Option<Answer>) -> Self {
         let script = Arc::new(Mutex::new(Script {
             steps: steps.into(),
             otherwise,
@@ -124,14 +141,15 @@ async fn answer(
 ) -> Response {
     let step = {
         let mut script = script.lock().unwrap();
-        script.requests.push((headers, body));
-        match script.steps.pop_front() {
+        let step = match script.steps.pop_front() {
             Some(step) => step,
             None => match &script.otherwise {
-                Some(make) => make(),
+                Some(make) => make(&body),
                 None => error(500, "server_error", None),
             },
-        }
+        };
+        script.requests.push((headers, body));
+        step
     };
     respond(step).await
 }

@@ -25,7 +25,7 @@ const SECRET: &str = "a-fault-test-secret-of-at-least-32-chars";
 /// restart). Picked below the kernel's ephemeral range (32768 and up), so
 /// that no outgoing connection of this or another test takes it meanwhile,
 /// as one could take a released port 0 answer.
-pub fn free_addr() -> SocketAddr {
+fn free_addr() -> SocketAddr {
     use std::hash::{BuildHasher as _, RandomState};
     let random = RandomState::new();
     for attempt in 0u32.. {

@@ -21,46 +21,32 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use taskagent_testkit::TestDatabase;
 
-use crate::stack::{Stack, free_addr};
+use taskagent_testkit::model::{ScriptedModel, calls, text};
+
+use crate::stack::Stack;
 
 const WORKERS: usize = 8;
 const AGENT_TIMEOUT: u32 = 3;
 
-/// The benchmark's fake model (`loadgen model`): one `add_task` call per
-/// user message, then a short answer.
-struct FakeModel {
-    child: std::process::Child,
-    base_url: String,
-}
-
-impl FakeModel {
-    async fn start() -> Self {
-        let addr = free_addr();
-        let child = std::process::Command::new(taskagent_testkit::workspace_binary("loadgen"))
-            .args(["model", "--listen", &addr.to_string()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start loadgen model (is the workspace built?)");
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the fake model never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// A model like the benchmark's: one `add_task` call (the user's message
+/// as its title) per user message, then a short answer to the result.
+async fn one_task_per_chat() -> ScriptedModel {
+    let calls_made = std::sync::atomic::AtomicU64::new(0);
+    ScriptedModel::answering(move |body| {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages.last().cloned().unwrap_or_default();
+        if last["role"] == "tool" {
+            return text("Added.");
         }
-        Self {
-            child,
-            base_url: format!("http://{addr}/v1"),
-        }
-    }
-}
-
-impl Drop for FakeModel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        let n = calls_made.fetch_add(1, Ordering::Relaxed);
+        let title = last["content"].as_str().unwrap_or("a task").to_owned();
+        calls(&[(
+            &format!("call_{n}"),
+            "add_task",
+            &serde_json::json!({ "title": title }).to_string(),
+        )])
+    })
+    .await
 }
 
 /// Calls a replica has answered, by its `/metrics`.
@@ -85,7 +71,7 @@ async fn killing_one_replica_of_each_fails_no_chat() {
     let Some(db) = TestDatabase::postgres().await else {
         return;
     };
-    let model = FakeModel::start().await;
+    let model = one_task_per_chat().await;
     let stack = Arc::new(Stack::replicated(&db, &model.base_url, AGENT_TIMEOUT).await);
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -101,7 +87,7 @@ async fn killing_one_replica_of_each_fails_no_chat() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let key = format!("{user}-chat-{n}");
-                    let message = format!("add task {n}");
+                    let message = format!("{user} task {n}");
                     let started = Instant::now();
                     loop {
                         let answer = stack.chat(&user, &message, Some(&key)).await;

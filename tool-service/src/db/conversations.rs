@@ -126,6 +126,7 @@ pub(super) async fn insert_into_own(
                 conversations::table
                     .filter(conversation_of(conversation_id, user.as_str()))
                     .select((
+                        conversations::user_id,
                         conversations::id,
                         message.role.as_str().into_sql::<Text>(),
                         message.content.as_str().into_sql::<Text>(),
@@ -136,6 +137,7 @@ pub(super) async fn insert_into_own(
                     )),
             )
             .into_columns((
+                messages::user_id,
                 messages::conversation_id,
                 messages::role,
                 messages::content,
@@ -276,8 +278,10 @@ impl Store {
                 return Err(Error::ConversationNotFound);
             }
             // A row comparison, as for tasks: only idx_messages_conversation
-            // serves it, never a backward walk of the primary key.
+            // (user_id, conversation_id, id) serves it, never a backward
+            // walk of the primary key.
             Ok(messages::table
+                .filter(messages::user_id.eq(user.as_str()))
                 .filter(messages::conversation_id.eq(conversation_id))
                 .filter(RowLt(
                     (messages::conversation_id, messages::id),

@@ -77,6 +77,7 @@ pub struct MessageRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = messages)]
 pub struct InsertMessage<'a> {
+    pub user_id: &'a str,
     pub conversation_id: i64,
     pub role: &'a str,
     pub content: &'a str,

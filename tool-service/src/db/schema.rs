@@ -28,6 +28,7 @@ diesel::table! {
 diesel::table! {
     messages (id) {
         id -> BigInt,
+        user_id -> Text,
         conversation_id -> BigInt,
         role -> Text,
         content -> Text,

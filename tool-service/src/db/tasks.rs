@@ -124,7 +124,8 @@ pub(crate) async fn list_tasks(
     let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     let mut tasks = on_conn!(conn, conn => {
         // Keyset pagination as a row comparison on the index's own columns
-        // (see `row`): only idx_tasks_user_id / idx_tasks_completed serve it.
+        // (see `row`): only the primary key (user_id, id), idx_tasks_user_id
+        // on SQLite, or idx_tasks_completed serve it.
         let after = after.unwrap_or(0);
         let query = tasks::table
             .filter(tasks::user_id.eq(user.as_str()))

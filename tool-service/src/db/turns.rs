@@ -19,7 +19,7 @@ use super::conversations::{
     create_conversation, insert_into_own, tool_calls_json, within_page_bytes,
 };
 use super::models::{InsertKey, InsertMessage, KeyRow, MessageRow};
-use super::schema::{conversations, idempotency_keys, messages};
+use super::schema::{idempotency_keys, messages};
 use super::tasks::now;
 use super::{Conn, Message, Pool, Store, on_conn, with_connection, with_write_connection};
 use crate::domain::{NewMessage, Role, ToolCall, UserId};
@@ -216,7 +216,7 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
     if let Some(key) = &start.key
         && let Some(row) = find_key(conn.reborrow(), user, &key.request_id).await?
     {
-        return resume(conn, start, key, row).await;
+        return resume(conn, user, start, key, row).await;
     }
     let (conversation_id, turn_id) = match start.conversation_id {
         Some(id) => (
@@ -231,7 +231,7 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
                 .id;
             (
                 id,
-                insert_message(conn.reborrow(), id, None, &start.message).await?,
+                insert_message(conn.reborrow(), user, id, None, &start.message).await?,
             )
         }
     };
@@ -240,7 +240,7 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
     }
     let history = match start.conversation_id {
         Some(_) if start.history_size > 0 => {
-            history_before(conn, conversation_id, turn_id, start.history_size).await?
+            history_before(conn, user, conversation_id, turn_id, start.history_size).await?
         }
         _ => Vec::new(),
     };
@@ -255,6 +255,7 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
 /// A keyed turn seen before: its outcome, or the caller takes it over.
 async fn resume(
     mut conn: Conn<'_>,
+    user: &UserId,
     start: &TurnStart,
     key: &TurnKey,
     row: KeyRow,
@@ -272,6 +273,7 @@ async fn resume(
     // just did (the condition is checked again on the locked row).
     let taken = on_conn!(conn.reborrow(), c => {
         Ok::<_, Error>(diesel::update(idempotency_keys::table)
+            .filter(idempotency_keys::user_id.eq(user.as_str()))
             .filter(idempotency_keys::id.eq(row.id))
             .filter(
                 idempotency_keys::state
@@ -294,9 +296,16 @@ async fn resume(
         turn.id = row.turn_id,
         "resuming a turn from what it recorded"
     );
-    let recorded = turn_messages(conn.reborrow(), row.conversation_id, row.turn_id).await?;
+    let recorded = turn_messages(conn.reborrow(), user, row.conversation_id, row.turn_id).await?;
     let history = if start.history_size > 0 {
-        history_before(conn, row.conversation_id, row.turn_id, start.history_size).await?
+        history_before(
+            conn,
+            user,
+            row.conversation_id,
+            row.turn_id,
+            start.history_size,
+        )
+        .await?
     } else {
         Vec::new()
     };
@@ -394,12 +403,14 @@ async fn settle_key(
 /// Inserts a message into a conversation the caller already checked.
 async fn insert_message(
     conn: Conn<'_>,
+    user: &UserId,
     conversation_id: i64,
     turn_id: Option<i64>,
     message: &NewMessage,
 ) -> Result<i64, Error> {
     let calls = tool_calls_json(message);
     let row = InsertMessage {
+        user_id: user.as_str(),
         conversation_id,
         role: message.role.as_str(),
         content: &message.content,
@@ -421,6 +432,7 @@ async fn insert_message(
 /// byte budget of a page.
 async fn history_before(
     conn: Conn<'_>,
+    user: &UserId,
     conversation_id: i64,
     turn_id: i64,
     limit: usize,
@@ -428,6 +440,7 @@ async fn history_before(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = on_conn!(conn, c => {
         Ok::<_, Error>(messages::table
+            .filter(messages::user_id.eq(user.as_str()))
             .filter(messages::conversation_id.eq(conversation_id))
             .filter(messages::id.lt(turn_id))
             .select(MessageRow::as_select())
@@ -442,11 +455,13 @@ async fn history_before(
 /// What the turn recorded after its user message, oldest first.
 async fn turn_messages(
     conn: Conn<'_>,
+    user: &UserId,
     conversation_id: i64,
     turn_id: i64,
 ) -> Result<Vec<Message>, Error> {
     let rows = on_conn!(conn, c => {
         Ok::<_, Error>(messages::table
+            .filter(messages::user_id.eq(user.as_str()))
             .filter(messages::conversation_id.eq(conversation_id))
             .filter(messages::id.gt(turn_id))
             .filter(messages::turn_id.eq(turn_id))
@@ -470,11 +485,10 @@ async fn recorded_results(
     let ids: Vec<&str> = reply.tool_calls.iter().map(|c| c.id.as_str()).collect();
     let recorded: Vec<(Option<String>, String)> = on_conn!(conn, c => {
         Ok::<_, Error>(messages::table
-            .inner_join(conversations::table)
+            .filter(messages::user_id.eq(user.as_str()))
             .filter(messages::turn_id.eq(turn_id))
             .filter(messages::tool_call_id.eq_any(&ids))
             .filter(messages::conversation_id.eq(conversation_id))
-            .filter(conversations::user_id.eq(user.as_str()))
             .select((messages::tool_call_id, messages::content))
             .load(c)
             .await?)
@@ -523,12 +537,12 @@ async fn run_calls(
         Ok::<_, Error>(diesel::insert_into(messages::table)
             .values(
                 messages::table
-                    .inner_join(conversations::table)
+                    .filter(messages::user_id.eq(user.as_str()))
                     .filter(messages::id.eq(turn_id))
                     .filter(messages::conversation_id.eq(conversation_id))
                     .filter(messages::role.eq(Role::User.as_str()))
-                    .filter(conversations::user_id.eq(user.as_str()))
                     .select((
+                        messages::user_id,
                         messages::conversation_id,
                         Role::Assistant.as_str().into_sql::<Text>(),
                         reply.content.as_str().into_sql::<Text>(),
@@ -538,6 +552,7 @@ async fn run_calls(
                     )),
             )
             .into_columns((
+                messages::user_id,
                 messages::conversation_id,
                 messages::role,
                 messages::content,
@@ -562,7 +577,14 @@ async fn run_calls(
             tool_calls: Vec::new(),
             tool_call_id: Some(call.id.clone()),
         };
-        insert_message(conn.reborrow(), conversation_id, Some(turn_id), &record).await?;
+        insert_message(
+            conn.reborrow(),
+            user,
+            conversation_id,
+            Some(turn_id),
+            &record,
+        )
+        .await?;
         results.push(ToolResult {
             tool_call_id: call.id.clone(),
             name: call.name.clone(),
@@ -666,8 +688,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for OpenTurn<'_> {
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
         out.push_sql(
-            "WITH turn AS (INSERT INTO messages (conversation_id, role, content, created_at) \
-             SELECT c.id, 'user', ",
+            "WITH turn AS (INSERT INTO messages (user_id, conversation_id, role, content, created_at) \
+             SELECT c.user_id, c.id, 'user', ",
         );
         out.push_bind_param::<Text, _>(&self.content)?;
         out.push_sql(", ");
@@ -681,8 +703,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for OpenTurn<'_> {
              SELECT turn.id, h.id, h.role, h.content, h.tool_calls, h.tool_call_id, h.created_at \
              FROM turn LEFT JOIN LATERAL (\
                SELECT m.id, m.role, m.content, m.tool_calls, m.tool_call_id, m.created_at \
-               FROM messages m WHERE m.conversation_id = ",
+               FROM messages m WHERE m.user_id = ",
         );
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql(" AND m.conversation_id = ");
         out.push_bind_param::<BigInt, _>(&self.conversation_id)?;
         out.push_sql(" AND m.id < turn.id ORDER BY m.id DESC LIMIT ");
         out.push_bind_param::<BigInt, _>(&self.limit)?;

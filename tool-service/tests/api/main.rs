@@ -7,6 +7,7 @@ mod callers;
 mod conversations;
 mod health;
 mod helpers;
+mod schema;
 mod shutdown;
 mod tasks;
 mod tls;
