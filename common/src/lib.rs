@@ -80,6 +80,33 @@ where
     code
 }
 
+/// Defines a service library's `pub async fn main()`: the program `$name`
+/// (about `$about`), its `Config` read from the environment, its
+/// `Application` built and served until SIGTERM or SIGINT, all through
+/// [`run_binary`]. The service's binary calls it, and so does
+/// `taskagent $name` (the container image's entrypoint).
+#[macro_export]
+macro_rules! service_main {
+    ($name:literal, $about:literal) => {
+        #[doc = concat!("The `", $name, "` program: configuration from the environment, then serve until SIGTERM or SIGINT. Run by the `", $name, "` binary and by `taskagent ", $name, "`.")]
+        pub async fn main() -> ::std::process::ExitCode {
+            $crate::run_binary(
+                $name,
+                $about,
+                Config::from_env(),
+                |c: &Config| (c.log_level.clone(), c.log_format),
+                async |config| {
+                    Application::build(config)
+                        .await?
+                        .run_until_stopped($crate::shutdown_signal())
+                        .await
+                },
+            )
+            .await
+        }
+    };
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
