@@ -155,16 +155,7 @@ impl Stack {
         model: &ScriptedModel,
         agent_timeout: u32,
     ) -> Self {
-        Self::start_with(
-            db,
-            database_url,
-            &model.base_url,
-            agent_timeout,
-            &[],
-            false,
-            false,
-        )
-        .await
+        Self::start_with(db, database_url, model, agent_timeout, &[], false, false).await
     }
 
     /// [`Stack::start`] on `db`, with `/metrics` on tool-service and
@@ -176,21 +167,20 @@ impl Stack {
         model: &ScriptedModel,
         extra: &[(&str, &str)],
     ) -> Self {
-        Self::start_with(db, db.url(), &model.base_url, 10, extra, true, false).await
+        Self::start_with(db, db.url(), model, 10, extra, true, false).await
     }
 
     /// [`Stack::observed`] with two replicas of tool-service and of
     /// agent-service: the gateway is given both of each
     /// (`http://a,http://b`), as each agent-service is both tool-services.
-    /// `model_url` is the model's base URL (`.../v1`).
-    pub async fn replicated(db: &TestDatabase, model_url: &str, agent_timeout: u32) -> Self {
-        Self::start_with(db, db.url(), model_url, agent_timeout, &[], true, true).await
+    pub async fn replicated(db: &TestDatabase, model: &ScriptedModel, agent_timeout: u32) -> Self {
+        Self::start_with(db, db.url(), model, agent_timeout, &[], true, true).await
     }
 
     async fn start_with(
         db: &TestDatabase,
         database_url: &str,
-        model_url: &str,
+        model: &ScriptedModel,
         agent_timeout: u32,
         extra: &[(&str, &str)],
         metrics: bool,
@@ -246,7 +236,7 @@ impl Stack {
                 ("AGENT_SERVICE_ADDR", addr.to_string()),
                 ("TOOL_SERVICE_URL", tool_url.clone()),
                 ("OPENAI_API_KEY", "sk-test".into()),
-                ("OPENAI_BASE_URL", model_url.to_owned()),
+                ("OPENAI_BASE_URL", model.base_url.clone()),
                 ("AGENT_TIMEOUT", agent_timeout.to_string()),
                 metrics_at(metrics),
             ])

@@ -72,7 +72,7 @@ async fn killing_one_replica_of_each_fails_no_chat() {
         return;
     };
     let model = one_task_per_chat().await;
-    let stack = Arc::new(Stack::replicated(&db, &model.base_url, AGENT_TIMEOUT).await);
+    let stack = Arc::new(Stack::replicated(&db, &model, AGENT_TIMEOUT).await);
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
