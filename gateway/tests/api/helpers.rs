@@ -63,7 +63,7 @@ pub struct Edge {
     tool_service: Option<Running>,
     agent_service: Running,
     gateway: Running,
-    more_gateways: Vec<Running>,
+    more_services: Vec<Running>,
 }
 
 /// A gateway in front of the services at `agent_url` and `tool_url`; its
@@ -157,7 +157,7 @@ impl Edge {
             tool_service: Some(tool_service),
             agent_service,
             gateway,
-            more_gateways: Vec::new(),
+            more_services: Vec::new(),
         }
     }
 
@@ -247,13 +247,33 @@ impl Edge {
             gateway_env,
         )
         .await;
-        self.more_gateways.push(running);
+        self.more_services.push(running);
+        url
+    }
+
+    /// Starts one more tool-service on `database_url` (stopped with the
+    /// rest); its URL.
+    pub async fn another_tool_service(&mut self, database_url: &str) -> String {
+        let config = tool_service::Config::from_lookup(lookup(
+            vec![
+                ("TOOL_SERVICE_ADDR", "127.0.0.1:0".into()),
+                ("DATABASE_URL", database_url.into()),
+                ("DB_POOL_SIZE", "2".into()),
+            ],
+            &[],
+        ))
+        .unwrap();
+        let app = tool_service::Application::build(config).await.unwrap();
+        let url = format!("http://{}", app.local_addr());
+        self.more_services
+            .push(Running::spawn(|stop| app.run_until_stopped(stop)));
         url
     }
 
     pub async fn stop(self) {
-        for gateway in self.more_gateways {
-            gateway.stop().await;
+        // Gateways first, then the services behind them.
+        for service in self.more_services.into_iter().rev() {
+            service.stop().await;
         }
         self.gateway.stop().await;
         self.agent_service.stop().await;

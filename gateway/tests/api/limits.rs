@@ -389,3 +389,36 @@ async fn services_found_by_dns_name_or_listed_are_balanced_over() {
     }
     edge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_answers_not_serving_takes_no_calls() {
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let model = ScriptedModel::start_with(vec![], Some(Box::new(|| text("ok")))).await;
+    let mut edge = Edge::start(&db, &model, &[], &[]).await;
+    // A second replica on the same database, reached through a proxy: cut,
+    // it answers health NOT_SERVING (and every call UNAVAILABLE).
+    let (proxy, via_proxy) = taskagent_testkit::proxy::Proxy::in_front_of(db.url()).await;
+    let second = edge.another_tool_service(&via_proxy).await;
+    let listed = format!("{},{second}", edge.tool_url);
+    let gateway = edge.another_gateway(&[("TOOL_SERVICE_URL", &listed)]).await;
+    proxy.cut();
+    // Its health watcher notices within a ping (2 s), the gateway's check
+    // of each replica within a second after that.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let alice = token("alice");
+    for n in 0..20 {
+        let (status, _, body) = edge
+            .send_to(
+                &gateway,
+                reqwest::Method::GET,
+                "/api/alice/conversations",
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "call {n}: {body}");
+    }
+    edge.stop().await;
+}
