@@ -79,3 +79,24 @@ pub async fn watch<C, T>(
         }
     }
 }
+
+/// Asks the service behind `channel` for its grpc.health.v1 status of `""`
+/// (the server as a whole) within `timeout`: whether it is SERVING, or why
+/// there is no answer (the gRPC code, or `no answer`).
+pub async fn ask<T>(channel: T, timeout: Duration) -> Result<bool, String>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    use tonic_health::pb::health_check_response::ServingStatus as Remote;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest::default());
+    request.set_timeout(timeout);
+    match tokio::time::timeout(timeout, client.check(request)).await {
+        Ok(Ok(answer)) => Ok(answer.get_ref().status() == Remote::Serving),
+        Ok(Err(status)) => Err(format!("{:?}", status.code())),
+        Err(_) => Err("no answer".to_owned()),
+    }
+}

@@ -25,8 +25,6 @@ use anyhow::Context as _;
 use http_body_util::BodyExt as _;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tower::ServiceExt as _;
 
 /// How often each replica's health is asked.
@@ -149,7 +147,8 @@ fn url_of(tls: bool, host: &str, port: u16) -> String {
 
 struct Member {
     endpoint: Endpoint,
-    health: HealthClient<Channel>,
+    /// A channel of its own, for health checks.
+    health: Channel,
     serving: bool,
 }
 
@@ -163,7 +162,7 @@ async fn keep_members(
     dns_refresh: Duration,
 ) {
     let member = |endpoint: Endpoint| Member {
-        health: HealthClient::new(endpoint.connect_lazy()),
+        health: endpoint.connect_lazy(),
         endpoint,
         serving: true,
     };
@@ -211,15 +210,8 @@ async fn keep_members(
 
         // Ask every replica at once.
         let answers = futures_util::future::join_all(members.values().map(|m| {
-            let mut health = m.health.clone();
-            async move {
-                let asked = tokio::time::timeout(
-                    HEALTH_TIMEOUT,
-                    health.check(HealthCheckRequest::default()),
-                )
-                .await;
-                matches!(asked, Ok(Ok(answer)) if answer.get_ref().status() == ServingStatus::Serving)
-            }
+            let health = m.health.clone();
+            async move { crate::health::ask(health, HEALTH_TIMEOUT).await == Ok(true) }
         }))
         .await;
         for ((key, m), serving) in members.iter_mut().zip(answers) {

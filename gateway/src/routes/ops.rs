@@ -1,7 +1,5 @@
 //! `GET /health` and `GET /metrics`.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,26 +8,10 @@ use serde_json::json;
 use taskagent_common::grpc::Channel;
 use taskagent_proto::diagnostics_service_client::DiagnosticsServiceClient;
 use taskagent_proto::{DatabaseStats, GetDatabaseStatsRequest};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 use crate::state::AppState;
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A service's answer to grpc.health.v1 Check for `""`.
-async fn serving(channel: Channel) -> Result<bool, String> {
-    let mut request = tonic::Request::new(HealthCheckRequest {
-        service: String::new(),
-    });
-    request.set_timeout(CHECK_TIMEOUT);
-    match tokio::time::timeout(CHECK_TIMEOUT, HealthClient::new(channel).check(request)).await {
-        Ok(Ok(response)) => Ok(response.into_inner().status == ServingStatus::Serving as i32),
-        Ok(Err(status)) => Err(format!("{:?}", status.code())),
-        Err(_) => Err("no answer".to_owned()),
-    }
-}
+use taskagent_common::health::{self, CHECK_TIMEOUT};
 
 /// tool-service's view of its database.
 async fn database(channel: Channel) -> Result<DatabaseStats, String> {
@@ -54,8 +36,8 @@ async fn database(channel: Channel) -> Result<DatabaseStats, String> {
 /// tool-service is SERVING exactly while its database answers.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (tools, agent, stats) = tokio::join!(
-        serving(state.tool_channel.clone()),
-        serving(state.agent_channel.clone()),
+        health::ask(state.tool_channel.clone(), CHECK_TIMEOUT),
+        health::ask(state.agent_channel.clone(), CHECK_TIMEOUT),
         database(state.tool_channel.clone())
     );
     let describe = |answer: &Result<bool, String>| match answer {
