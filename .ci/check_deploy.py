@@ -98,19 +98,28 @@ def check_entrypoint() -> None:
             "DATABASE_URL": f"sqlite://{folder}/tasks.db",
             "LOG_LEVEL": "warn",
         }
-        service = subprocess.Popen([BIN / "taskagent", "tool-service"], env=env, stdout=subprocess.DEVNULL)
-        try:
-            for _ in range(100):
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.1)
-            else:
-                sys.exit("taskagent tool-service never listened")
-        finally:
-            service.terminate()
-            assert service.wait(timeout=20) == 0, "taskagent tool-service exits 0 on SIGTERM"
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        serve_until([BIN / "taskagent", "tool-service"], env, listening, "taskagent tool-service")
     print("entrypoint: taskagent tool-service / agent-service / gateway run each service")
+
+
+def serve_until(command: list, env: dict, ready, what: str, cwd=None) -> None:
+    """Starts `command`, waits (10 s at most) until `ready()`, then stops it
+    with SIGTERM, which it must answer by exiting 0."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if ready():
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit(f"{what} never became ready")
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0, f"{what} exits 0 on SIGTERM"
 
 
 def free_port() -> int:
@@ -129,19 +138,13 @@ def check_health_commands() -> None:
             "GATEWAY_ADDR": f"127.0.0.1:{port}",
             "LOG_LEVEL": "warn",
         }
-        launcher = subprocess.Popen([BIN / "taskagent"], cwd=folder, env=env, stdout=subprocess.DEVNULL)
-        try:
-            probe = [BIN / "taskagent", "probe", f"http://127.0.0.1:{port}/health"]
-            for _ in range(100):
-                if subprocess.run(probe, capture_output=True).returncode == 0:
-                    break
-                time.sleep(0.1)
-            else:
-                sys.exit("taskagent probe never saw a healthy gateway")
-        finally:
-            launcher.terminate()
-            assert launcher.wait(timeout=20) == 0, "the launcher exits 0 on SIGTERM"
-        dead = subprocess.run([BIN / "taskagent", "probe", f"http://127.0.0.1:{port}/health"], capture_output=True)
+        probe = [BIN / "taskagent", "probe", f"http://127.0.0.1:{port}/health"]
+
+        def healthy() -> bool:
+            return subprocess.run(probe, capture_output=True).returncode == 0
+
+        serve_until([BIN / "taskagent"], env, healthy, "the launcher (taskagent probe)", cwd=folder)
+        dead = subprocess.run(probe, capture_output=True)
         assert dead.returncode != 0, "the probe fails when nothing answers"
     print("health check commands: taskagent probe passes while healthy, fails when down")
 
@@ -166,6 +169,7 @@ def check_kubernetes() -> None:
         for o in objects:
             by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
         assert "Secret" not in by_kind, f"{overlay.name}: secrets are referenced, never inlined"
+        known = known_variables()
         deployments = by_kind["Deployment"]
         assert set(deployments) == SERVICES, f"{overlay.name}: deployments {set(deployments)}"
         for name, deployment in deployments.items():
@@ -181,7 +185,6 @@ def check_kubernetes() -> None:
                     f"{name}: a gRPC readiness probe with the service name"
                 )
                 assert by_kind["Service"][name]["spec"]["clusterIP"] == "None", f"{name}: headless"
-            known = known_variables()
             for variable in container["env"]:
                 assert variable["name"] in known, f"{name}: {variable['name']} is read by no service"
                 assert "value" not in variable or variable["name"] not in {
@@ -191,7 +194,7 @@ def check_kubernetes() -> None:
             assert name in by_kind["HorizontalPodAutoscaler"], f"{name}: no autoscaler"
             assert name in by_kind["NetworkPolicy"], f"{name}: no network policy"
         for variable in by_kind["ConfigMap"]["taskagent-settings"]["data"]:
-            assert variable in known_variables(), f"settings: {variable} is read by no service"
+            assert variable in known, f"settings: {variable} is read by no service"
         assert "default-deny" in by_kind["NetworkPolicy"], f"{overlay.name}: no default deny"
         print(f"deploy/k8s/overlays/{overlay.name}: {len(objects)} objects valid for Kubernetes {KUBERNETES_VERSION}")
 
