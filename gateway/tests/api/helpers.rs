@@ -209,6 +209,17 @@ impl Edge {
         self.send(reqwest::Method::GET, path, token, None).await
     }
 
+    /// [`Edge::get`] from the gateway at `base`.
+    pub async fn get_at(
+        &self,
+        base: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, HeaderMap, Value) {
+        self.send_to(base, reqwest::Method::GET, path, token, None)
+            .await
+    }
+
     /// The raw response of a POST with `body` as it is.
     pub async fn post_raw(&self, path: &str, token: &str, body: Vec<u8>) -> reqwest::Response {
         self.http

@@ -376,13 +376,7 @@ async fn services_found_by_dns_name_or_listed_are_balanced_over() {
         let alice = token("alice");
         for _ in 0..5 {
             let (status, _, body) = edge
-                .send_to(
-                    &gateway,
-                    reqwest::Method::GET,
-                    "/api/alice/conversations",
-                    Some(&alice),
-                    None,
-                )
+                .get_at(&gateway, "/api/alice/conversations", Some(&alice))
                 .await;
             assert_eq!(status, 200, "{url}: {body}");
         }
@@ -410,13 +404,7 @@ async fn a_replica_that_answers_not_serving_takes_no_calls() {
     let alice = token("alice");
     for n in 0..20 {
         let (status, _, body) = edge
-            .send_to(
-                &gateway,
-                reqwest::Method::GET,
-                "/api/alice/conversations",
-                Some(&alice),
-                None,
-            )
+            .get_at(&gateway, "/api/alice/conversations", Some(&alice))
             .await;
         assert_eq!(status, 200, "call {n}: {body}");
     }
