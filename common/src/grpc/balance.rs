@@ -33,7 +33,8 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Methods that may run twice with the effect of once: reads, completing a
-/// task, and a turn's tool calls (keyed by turn and call id).
+/// task, a turn's tool calls (keyed by turn and call id) and its end (a
+/// last message already recorded is not recorded again).
 const IDEMPOTENT: &[&str] = &[
     "/taskagent.v1.TaskService/GetTask",
     "/taskagent.v1.TaskService/ListTasks",
@@ -42,6 +43,7 @@ const IDEMPOTENT: &[&str] = &[
     "/taskagent.v1.ConversationService/ListConversations",
     "/taskagent.v1.ConversationService/ListMessages",
     "/taskagent.v1.ConversationService/RunToolCalls",
+    "/taskagent.v1.ConversationService/FinishTurn",
     "/taskagent.v1.DiagnosticsService/GetDatabaseStats",
     "/grpc.health.v1.Health/Check",
 ];

@@ -110,32 +110,102 @@ pub(super) fn tool_calls_json(message: &NewMessage) -> Option<String> {
 
 /// Inserts `message` into `user`'s conversation `conversation_id` in one
 /// `INSERT ... SELECT` that finds the conversation among the user's own
-/// (another user's or a missing one is not found), tagged with its turn.
+/// (another user's or a missing one is not found).
 pub(super) async fn insert_into_own(
+    conn: Conn<'_>,
+    user: &UserId,
+    conversation_id: i64,
+    message: &NewMessage,
+) -> Result<MessageRow, Error> {
+    insert_unless_last(conn, user, conversation_id, None, message)
+        .await?
+        .ok_or(Error::ConversationNotFound)
+}
+
+/// Records `message` as the last of turn `turn_id`, unless it already is:
+/// a FinishTurn sent again after its reply was lost (the replica died after
+/// committing) writes nothing twice. One statement either way; only when
+/// nothing was inserted does a second one tell a repeat from a missing
+/// conversation.
+pub(super) async fn end_turn_in_own(
+    mut conn: Conn<'_>,
+    user: &UserId,
+    conversation_id: i64,
+    turn_id: i64,
+    message: &NewMessage,
+) -> Result<(), Error> {
+    if insert_unless_last(
+        conn.reborrow(),
+        user,
+        conversation_id,
+        Some(turn_id),
+        message,
+    )
+    .await?
+    .is_some()
+    {
+        return Ok(());
+    }
+    let found = on_conn!(conn, c => {
+        Ok::<_, Error>(diesel::select(diesel::dsl::exists(
+            conversations::table.filter(conversation_of(conversation_id, user.as_str())),
+        ))
+        .get_result::<bool>(c)
+        .await?)
+    })?;
+    if found {
+        Ok(())
+    } else {
+        Err(Error::ConversationNotFound)
+    }
+}
+
+/// The insert behind [`insert_into_own`] and [`end_turn_in_own`]: with a
+/// turn, nothing is inserted when the turn's newest message is already this
+/// one (same role and text, no tool calls); a turn's messages follow its user
+/// message in its conversation, so `idx_messages_conversation` finds them
+/// without reading the rest. None when nothing was inserted.
+async fn insert_unless_last(
     conn: Conn<'_>,
     user: &UserId,
     conversation_id: i64,
     turn_id: Option<i64>,
     message: &NewMessage,
-) -> Result<MessageRow, Error> {
+) -> Result<Option<MessageRow>, Error> {
     let calls = tool_calls_json(message);
     let now = now();
     on_conn!(conn, c => {
+        let mut own = conversations::table
+            .filter(conversation_of(conversation_id, user.as_str()))
+            .into_boxed();
+        if let Some(turn) = turn_id {
+            diesel::alias!(messages as of_turn: OfTurn);
+            let newest_of_turn = of_turn
+                .filter(of_turn.field(messages::user_id).eq(user.as_str()))
+                .filter(of_turn.field(messages::conversation_id).eq(conversation_id))
+                .filter(of_turn.field(messages::id).gt(turn))
+                .filter(of_turn.field(messages::turn_id).eq(turn))
+                .select(diesel::dsl::max(of_turn.field(messages::id)));
+            own = own.filter(diesel::dsl::not(diesel::dsl::exists(
+                messages::table
+                    .filter(messages::user_id.eq(user.as_str()))
+                    .filter(messages::id.nullable().eq_any(newest_of_turn))
+                    .filter(messages::role.eq(message.role.as_str()))
+                    .filter(messages::content.eq(message.content.as_str()))
+                    .filter(messages::tool_calls.is_null()),
+            )));
+        }
         Ok::<_, Error>(diesel::insert_into(messages::table)
-            .values(
-                conversations::table
-                    .filter(conversation_of(conversation_id, user.as_str()))
-                    .select((
-                        conversations::user_id,
-                        conversations::id,
-                        message.role.as_str().into_sql::<Text>(),
-                        message.content.as_str().into_sql::<Text>(),
-                        calls.as_deref().into_sql::<Nullable<Text>>(),
-                        message.tool_call_id.as_deref().into_sql::<Nullable<Text>>(),
-                        now.into_sql::<Timestamp>(),
-                        turn_id.into_sql::<Nullable<BigInt>>(),
-                    )),
-            )
+            .values(own.select((
+                conversations::user_id,
+                conversations::id,
+                message.role.as_str().into_sql::<Text>(),
+                message.content.as_str().into_sql::<Text>(),
+                calls.as_deref().into_sql::<Nullable<Text>>(),
+                message.tool_call_id.as_deref().into_sql::<Nullable<Text>>(),
+                now.into_sql::<Timestamp>(),
+                turn_id.into_sql::<Nullable<BigInt>>(),
+            )))
             .into_columns((
                 messages::user_id,
                 messages::conversation_id,
@@ -150,8 +220,7 @@ pub(super) async fn insert_into_own(
             .get_result(c)
             .await
             .optional()?)
-    })?
-    .ok_or(Error::ConversationNotFound)
+    })
 }
 
 /// Starts a conversation of `user`'s.
@@ -239,14 +308,14 @@ impl Store {
     ) -> Result<Vec<Message>, Error> {
         let stored = with_write_connection!(self, conn => {
             if let [message] = new {
-                Ok(vec![insert_into_own(conn.into(), user, conversation_id, None, message).await?])
+                Ok(vec![insert_into_own(conn.into(), user, conversation_id, message).await?])
             } else {
                 conn.transaction(async |conn| {
                     let mut conn = Conn::from(conn);
                     let mut stored = Vec::with_capacity(new.len());
                     for message in new {
                         stored.push(
-                            insert_into_own(conn.reborrow(), user, conversation_id, None, message)
+                            insert_into_own(conn.reborrow(), user, conversation_id, message)
                                 .await?,
                         );
                     }

@@ -16,7 +16,7 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::conversations::{
-    create_conversation, insert_into_own, tool_calls_json, within_page_bytes,
+    create_conversation, end_turn_in_own, insert_into_own, tool_calls_json, within_page_bytes,
 };
 use super::models::{InsertKey, InsertMessage, KeyRow, MessageRow};
 use super::schema::{idempotency_keys, messages};
@@ -186,13 +186,11 @@ impl Store {
     pub async fn finish_turn(&self, user: &UserId, end: &TurnEnd) -> Result<(), Error> {
         with_write_connection!(self, conn => {
             match &end.request_id {
-                None => insert_into_own(Conn::from(conn), user, end.conversation_id, Some(end.turn_id), &end.message)
-                    .await
-                    .map(drop),
+                None => end_turn_in_own(Conn::from(conn), user, end.conversation_id, end.turn_id, &end.message).await,
                 Some(request_id) => conn
                     .transaction(async |conn| {
                         let mut conn = Conn::from(conn);
-                        insert_into_own(conn.reborrow(), user, end.conversation_id, Some(end.turn_id), &end.message).await?;
+                        end_turn_in_own(conn.reborrow(), user, end.conversation_id, end.turn_id, &end.message).await?;
                         settle_key(conn, user, request_id, end.turn_id, end.outcome.as_deref()).await
                     })
                     .await,
@@ -221,7 +219,7 @@ async fn begin(mut conn: Conn<'_>, user: &UserId, start: &TurnStart) -> Result<B
     let (conversation_id, turn_id) = match start.conversation_id {
         Some(id) => (
             id,
-            insert_into_own(conn.reborrow(), user, id, None, &start.message)
+            insert_into_own(conn.reborrow(), user, id, &start.message)
                 .await?
                 .id,
         ),

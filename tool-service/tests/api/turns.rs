@@ -16,6 +16,7 @@ taskagent_testkit::on_both_backends!(
     running_the_same_calls_again_changes_nothing,
     another_users_turn_cannot_be_run_or_finished,
     a_keyed_turn_is_in_progress_then_completed_or_resumed,
+    a_turn_finished_again_records_its_last_message_once,
     input_the_database_cannot_store_is_the_callers_error_not_an_outage,
 );
 
@@ -360,6 +361,97 @@ async fn a_keyed_turn_is_in_progress_then_completed_or_resumed(app: &TestApp) {
     let roles: Vec<Role> = resumed.recorded.iter().map(Message::role).collect();
     assert_eq!(roles, [Role::Assistant, Role::Tool, Role::Error]);
     assert_eq!(task_titles(app, "alice").await, ["Milk", "Eggs"]);
+}
+
+/// FinishTurn is sent again when its reply was lost (the replica died after
+/// committing): the repeat writes nothing, keyed or not, and still settles
+/// the key; a different last message (an answer after a failure) is kept.
+async fn a_turn_finished_again_records_its_last_message_once(app: &TestApp) {
+    let turn = begin(app, "alice", say("add milk", None, ""))
+        .await
+        .unwrap();
+    run(
+        app,
+        "alice",
+        &turn,
+        &[("c1", "add_task", r#"{"title": "Milk"}"#)],
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        finish(app, "alice", &turn, "Added milk.", "", None)
+            .await
+            .unwrap();
+    }
+    assert_error(
+        finish(app, "mallory", &turn, "Added milk.", "", None).await,
+        Code::NotFound,
+        "Conversation not found",
+        "CONVERSATION_NOT_FOUND",
+    );
+    let next = begin(app, "alice", say("thanks", Some(turn.conversation_id), ""))
+        .await
+        .unwrap();
+    let roles: Vec<Role> = next.history.iter().map(Message::role).collect();
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
+
+    let keyed = begin(app, "alice", say("add eggs", None, "key-9"))
+        .await
+        .unwrap();
+    let failure = Message {
+        role: Role::Error.into(),
+        content: "model unavailable".into(),
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        app.conversations()
+            .finish_turn(as_user(
+                "alice",
+                FinishTurnRequest {
+                    conversation_id: keyed.conversation_id,
+                    turn_id: keyed.turn_id,
+                    message: Some(failure.clone()),
+                    request_id: "key-9".into(),
+                    outcome: None,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let resumed = begin(app, "alice", say("add eggs", None, "key-9"))
+        .await
+        .unwrap();
+    let roles: Vec<Role> = resumed.recorded.iter().map(Message::role).collect();
+    assert_eq!(roles, [Role::Error], "one failure recorded, and resumable");
+    let outcome = ChatResponse {
+        conversation_id: keyed.conversation_id,
+        response: "Added eggs.".into(),
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        finish(
+            app,
+            "alice",
+            &resumed,
+            "Added eggs.",
+            "key-9",
+            Some(outcome.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    let repeated = begin(app, "alice", say("add eggs", None, "key-9"))
+        .await
+        .unwrap();
+    assert_eq!(repeated.outcome, Some(outcome));
+    let after = begin(app, "alice", say("ok", Some(keyed.conversation_id), ""))
+        .await
+        .unwrap();
+    let roles: Vec<Role> = after.history.iter().map(Message::role).collect();
+    assert_eq!(roles, [Role::User, Role::Error, Role::Assistant]);
 }
 
 async fn input_the_database_cannot_store_is_the_callers_error_not_an_outage(app: &TestApp) {
