@@ -182,7 +182,7 @@ pub async fn contract_errors(request: Request, next: Next) -> Response {
         "" => status.canonical_reason().unwrap_or("Error").to_owned(),
         text => text.to_owned(),
     };
-    let body = serde_json::json!({ "detail": detail }).to_string();
+    let body = serde_json::to_string(&crate::error::ErrorBody { detail }).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -5,8 +5,16 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tonic::Code;
+use utoipa::ToSchema;
+
+/// The body of every error answer, whichever layer produced it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for example "Not authenticated" or "Task not found".
+    pub detail: String,
+}
 
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +76,10 @@ impl IntoResponse for ApiError {
             } => Some((header::RETRY_AFTER, retry_after_secs.to_string())),
             Self::UserMismatch | Self::Status(..) => None,
         };
-        let mut response = (status, Json(json!({"detail": self.detail()}))).into_response();
+        let body = ErrorBody {
+            detail: self.detail().to_owned(),
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some((name, value)) = extra
             && let Ok(value) = HeaderValue::from_str(&value)
         {

@@ -8,6 +8,7 @@ pub mod edge;
 pub mod error;
 pub mod mcp;
 pub mod metrics;
+pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;

@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use taskagent_common::grpc::{self, DRAIN_TIMEOUT};
@@ -21,14 +21,17 @@ use taskagent_proto::conversation_service_client::ConversationServiceClient;
 use taskagent_tools::GrpcTasks;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{AuthenticatedUser, Authenticator};
 use crate::config::Config;
 use crate::edge;
 use crate::error::ApiError;
 use crate::mcp::TaskToolsServer;
+use crate::openapi;
 use crate::rate_limit::RateLimiter;
-use crate::routes::{chat, conversations, ops};
+use crate::routes::{chat, conversations, ops, tasks};
 use crate::state::{AppState, REQUEST_ID};
 
 /// Largest request body, in bytes.
@@ -148,7 +151,14 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
     let request_id = HeaderName::from_static(REQUEST_ID);
     let cors = CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -172,18 +182,24 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
     // Chat turns have their own deadline (AGENT_TIMEOUT and a margin) and
     // read their body within REQUEST_TIMEOUT; everything else is bounded
     // as a whole.
-    let bounded = axum::Router::new()
-        .route("/api/{user_id}/conversations", get(conversations::list))
-        .route(
-            "/api/{user_id}/conversations/{conversation_id}/messages",
-            get(conversations::messages),
-        )
-        .merge(mcp)
+    // Routes added with `routes!` are served and documented at once.
+    let bounded = OpenApiRouter::new()
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::messages))
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(
+            tasks::get_one,
+            tasks::replace,
+            tasks::patch,
+            tasks::delete
+        ))
+        .routes(routes!(tasks::toggle))
+        .merge(mcp.into())
         .layer(edge::request_timeout());
-    let for_users = axum::Router::new()
-        .route("/chat", post(chat::chat))
-        .route("/api/{user_id}/chat", post(chat::chat_as))
-        .route("/api/{user_id}/chat/stream", post(chat::chat_stream))
+    let for_users = OpenApiRouter::new()
+        .routes(routes!(chat::chat))
+        .routes(routes!(chat::chat_as))
+        .routes(routes!(chat::chat_stream))
         .merge(bounded)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -203,10 +219,22 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
                 .load_shed()
                 .concurrency_limit(MAX_CONCURRENT_REQUESTS),
         );
-    axum::Router::new()
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(for_users)
-        .route("/health", get(ops::health))
-        .route("/metrics", get(ops::metrics))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::metrics))
+        .split_for_parts();
+    let doc: Arc<str> = openapi::finish(doc).into();
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.to_string(),
+                )
+            }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(edge::contract_errors))
         .layer(axum::middleware::from_fn(observe))

@@ -179,6 +179,7 @@ impl TaskBackend for GrpcTasks {
             id,
             title,
             description,
+            completed: None,
         };
         self.call(
             user,

@@ -7,51 +7,16 @@ import asyncio
 import json
 import os
 import pathlib
-import subprocess
 import tempfile
-import time
 
 import pytest
-from support import binary, free_port
+from support import TASKAGENT, Launcher
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-TASKAGENT = binary("taskagent")
 TOOLS = ["add_task", "list_tasks", "get_task", "complete_task", "delete_task", "update_task"]
 
-
-
-class Launcher:
-    """`taskagent` in a fresh folder; `url` is its /mcp endpoint."""
-
-    def __init__(self, **extra_env):
-        self.folder = tempfile.TemporaryDirectory()
-        self.port = free_port()
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "TOOL_SERVICE_ADDR": f"127.0.0.1:{free_port()}",
-            "AGENT_SERVICE_ADDR": f"127.0.0.1:{free_port()}",
-            "GATEWAY_ADDR": f"127.0.0.1:{self.port}",
-            "LOG_LEVEL": "warn",
-            **extra_env,
-        }
-        self.process = subprocess.Popen([TASKAGENT], cwd=self.folder.name, env=self.env, stdout=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        deadline = time.time() + 30
-        while subprocess.run([TASKAGENT, "probe", f"http://127.0.0.1:{self.port}/health"], capture_output=True).returncode:
-            assert time.time() < deadline, "the launcher did not become healthy"
-            time.sleep(0.1)
-
-    def token(self, user: str) -> str:
-        out = subprocess.run([TASKAGENT, "token", "--user", user], cwd=self.folder.name, env=self.env,
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-
-    def close(self):
-        self.process.terminate()
-        assert self.process.wait(timeout=20) == 0
-        self.folder.cleanup()
 
 
 @pytest.fixture(scope="module")

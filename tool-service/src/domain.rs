@@ -103,16 +103,22 @@ impl NewTask {
 pub struct TaskChange {
     pub title: Option<TaskTitle>,
     pub description: Option<TaskDescription>,
+    pub completed: Option<bool>,
 }
 
 impl TaskChange {
-    pub fn parse(title: Option<&str>, description: Option<&str>) -> Result<Self, ValidationError> {
-        if title.is_none() && description.is_none() {
+    pub fn parse(
+        title: Option<&str>,
+        description: Option<&str>,
+        completed: Option<bool>,
+    ) -> Result<Self, ValidationError> {
+        if title.is_none() && description.is_none() && completed.is_none() {
             return Err(ValidationError::NothingToUpdate);
         }
         Ok(Self {
             title: title.map(TaskTitle::parse).transpose()?,
             description: description.map(TaskDescription::parse).transpose()?,
+            completed,
         })
     }
 }
@@ -287,7 +293,7 @@ mod tests {
     #[test]
     fn update_needs_a_field() {
         assert_eq!(
-            TaskChange::parse(None, None).err(),
+            TaskChange::parse(None, None, None).err(),
             Some(ValidationError::NothingToUpdate)
         );
     }

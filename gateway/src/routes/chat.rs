@@ -9,9 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::{Extension, Json};
 use futures_util::{Stream, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskagent_proto::{ChatRequest, ChatResponse, chat_event};
+use utoipa::ToSchema;
 
 use crate::auth::AuthenticatedUser;
 use crate::edge::BodyWithin;
@@ -30,31 +31,137 @@ const GATEWAY_WAIT_MARGIN: Duration = Duration::from_secs(1);
 /// The header that makes a chat request idempotent (IETF httpapi draft).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-#[derive(Deserialize)]
-struct ChatBody {
-    #[serde(default)]
-    user_id: Option<Value>,
+/// What the user says, and where.
+#[derive(Deserialize, ToSchema)]
+pub struct ChatMessage {
+    /// 1 to 4000 characters, not blank.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"^[^\x00]*\S[^\x00]*$")]
     message: String,
+    /// Continue this conversation; a new one when absent.
     #[serde(default)]
     conversation_id: Option<i64>,
 }
 
+/// A user id in a body: the token's user, as text or a number.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ClaimedUser {
+    Text(String),
+    Number(i64),
+}
+
+impl ClaimedUser {
+    fn is(&self, user: &str) -> bool {
+        match self {
+            Self::Text(text) => text.trim() == user,
+            Self::Number(number) => number.to_string() == user,
+        }
+    }
+}
+
+/// The body of `/api/{user_id}/chat` (and its stream): the message, and the
+/// user again if the client likes.
+#[derive(Deserialize, ToSchema)]
+pub struct ChatBody {
+    #[serde(default)]
+    user_id: Option<ClaimedUser>,
+    #[serde(flatten)]
+    chat: ChatMessage,
+}
+
+/// The body of `/chat`: the message and the user ("user_id is required",
+/// 422, when it is missing).
+#[derive(Deserialize, ToSchema)]
+pub struct UserChatBody {
+    #[serde(default)]
+    #[schema(required = true, nullable = false)]
+    user_id: Option<ClaimedUser>,
+    #[serde(flatten)]
+    chat: ChatMessage,
+}
+
+/// A tool call of the turn, with its result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallJson {
+    /// For example `add_task`.
+    pub tool: String,
+    /// The call's arguments.
+    pub args: Value,
+    /// The tool's result, for example `{"task_id": 5, "status": "created", "title": "..."}`.
+    pub result: Value,
+}
+
+/// One server-sent event of a streamed turn; its `data` is one JSON object
+/// (see the operation). Only describes the stream in the OpenAPI document.
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "describes the stream for the OpenAPI document")]
+pub struct StreamEvent {
+    event: StreamEventName,
+    /// The event's JSON object, as text.
+    data: String,
+}
+
+/// The events of a streamed turn, in the order they come.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum StreamEventName {
+    Conversation,
+    ToolCallStarted,
+    ToolCallFinished,
+    Text,
+    Done,
+    Error,
+    Ping,
+}
+
+/// The answer to a chat turn.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChatReply {
+    pub conversation_id: i64,
+    /// The agent's answer.
+    pub response: String,
+    pub tool_calls: Vec<ToolCallJson>,
+}
+
 /// The body: at most 1 MiB (413), valid JSON of the right shape (422).
-fn parse_body(body: Result<Bytes, ApiError>) -> Result<ChatBody, ApiError> {
-    let bytes = body?;
-    let body: ChatBody = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::unprocessable(format!("Invalid request body: {e}")))?;
+/// The user it names, and the message.
+fn parse_body<T>(
+    body: Result<Bytes, ApiError>,
+) -> Result<(Option<ClaimedUser>, ChatMessage), ApiError>
+where
+    T: serde::de::DeserializeOwned + Into<(Option<ClaimedUser>, ChatMessage)>,
+{
+    let (user, body) = super::json_body::<T>(body)?.into();
     if body.message.trim().is_empty() {
         return Err(ApiError::unprocessable("Message is required"));
     }
     if body.message.chars().count() > MESSAGE_MAX_CHARS {
         return Err(ApiError::unprocessable("Message exceeds 4000 characters"));
     }
-    Ok(body)
+    // Refused here too, so that a stream answers 422 rather than an
+    // `error` event.
+    if body.message.contains('\0') {
+        return Err(ApiError::unprocessable(
+            "Message content must not contain NUL characters",
+        ));
+    }
+    Ok((user, body))
+}
+
+impl From<ChatBody> for (Option<ClaimedUser>, ChatMessage) {
+    fn from(body: ChatBody) -> Self {
+        (body.user_id, body.chat)
+    }
+}
+
+impl From<UserChatBody> for (Option<ClaimedUser>, ChatMessage) {
+    fn from(body: UserChatBody) -> Self {
+        (body.user_id, body.chat)
+    }
 }
 
 /// The request's Idempotency-Key: 1 to 255 printable ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -64,15 +171,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         ));
     }
     Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
-}
-
-/// A user id from a path or a body, string or number, as text.
-fn user_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.trim().to_owned()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Checks who asks and what: the claimed user against the token's (403 when
@@ -89,12 +187,13 @@ async fn admit(
     if path_user.is_some_and(|claimed| claimed.trim() != user) {
         return Err(ApiError::UserMismatch);
     }
-    let body = parse_body(body)?;
+    let (claimed, body) = match path_user {
+        None => parse_body::<UserChatBody>(body)?,
+        Some(_) => parse_body::<ChatBody>(body)?,
+    };
     let request_id = idempotency_key(headers)?;
-    match (&body.user_id, path_user) {
-        (Some(claimed), _) if user_text(claimed).as_deref() != Some(user) => {
-            return Err(ApiError::UserMismatch);
-        }
+    match (claimed, path_user) {
+        (Some(claimed), _) if !claimed.is(user) => return Err(ApiError::UserMismatch),
         (None, None) => return Err(ApiError::unprocessable("user_id is required")),
         _ => {}
     }
@@ -113,19 +212,23 @@ async fn admit(
 }
 
 /// The HTTP shape of a turn, as the Python system answered it.
-pub fn chat_json(response: &ChatResponse) -> Value {
+pub fn chat_json(response: &ChatResponse) -> ChatReply {
     let parse = |text: &str| {
         serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
     };
-    json!({
-        "conversation_id": response.conversation_id,
-        "response": response.response,
-        "tool_calls": response.tool_calls.iter().map(|c| json!({
-            "tool": c.tool,
-            "args": parse(&c.args_json),
-            "result": parse(&c.result_json),
-        })).collect::<Vec<_>>(),
-    })
+    ChatReply {
+        conversation_id: response.conversation_id,
+        response: response.response.clone(),
+        tool_calls: response
+            .tool_calls
+            .iter()
+            .map(|c| ToolCallJson {
+                tool: c.tool.clone(),
+                args: parse(&c.args_json),
+                result: parse(&c.result_json),
+            })
+            .collect(),
+    }
 }
 
 fn timeout_error(state: &AppState) -> ApiError {
@@ -141,7 +244,7 @@ fn timeout_error(state: &AppState) -> ApiError {
 async fn run_chat(
     state: &AppState,
     request: tonic::Request<ChatRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChatReply>, ApiError> {
     let wait = state
         .agent_timeout
         .saturating_add(AGENT_DEADLINE_MARGIN + GATEWAY_WAIT_MARGIN);
@@ -164,24 +267,53 @@ async fn run_chat(
 }
 
 /// `POST /chat` with `{"user_id", "message", "conversation_id"?}`.
+#[utoipa::path(
+    post,
+    path = "/chat",
+    tag = "chat",
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters: a retry with the same key and body never repeats a tool effect")),
+    request_body = UserChatBody,
+    responses(
+        (status = OK, body = ChatReply),
+        (status = CONFLICT, body = crate::error::ErrorBody, description = "The request with this Idempotency-Key is still running (with Retry-After)"),
+        (status = GATEWAY_TIMEOUT, body = crate::error::ErrorBody, description = "Agent execution exceeded AGENT_TIMEOUT"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn chat(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChatReply>, ApiError> {
     let request = admit(&state, &headers, &user, None, body).await?;
     run_chat(&state, request).await
 }
 
 /// `POST /api/{user_id}/chat` with `{"message", "conversation_id"?}`.
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/chat",
+    tag = "chat",
+    params(
+        ("user_id" = String, Path, description = "The token's user"),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters: a retry with the same key and body never repeats a tool effect"),
+    ),
+    request_body = ChatBody,
+    responses(
+        (status = OK, body = ChatReply),
+        (status = CONFLICT, body = crate::error::ErrorBody, description = "The request with this Idempotency-Key is still running (with Retry-After)"),
+        (status = GATEWAY_TIMEOUT, body = crate::error::ErrorBody, description = "Agent execution exceeded AGENT_TIMEOUT"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn chat_as(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChatReply>, ApiError> {
     let request = admit(&state, &headers, &user, Some(&user_id), body).await?;
     run_chat(&state, request).await
 }
@@ -189,6 +321,21 @@ pub async fn chat_as(
 /// `POST /api/{user_id}/chat/stream`: the turn as server-sent events
 /// `conversation`, `tool_call_started`, `tool_call_finished`, `text`, then
 /// `done` (the same JSON as `/chat`) or `error` (`{"detail": ...}`).
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/chat/stream",
+    tag = "chat",
+    params(
+        ("user_id" = String, Path, description = "The token's user"),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "As on /api/{user_id}/chat"),
+    ),
+    request_body = ChatBody,
+    responses(
+        (status = OK, content_type = "text/event-stream", body = StreamEvent, description = "Server-sent events, each `data` one JSON object: `conversation` {conversation_id}, `tool_call_started` {id, tool, args}, `tool_call_finished` {id, tool, result}, `text` {text}, then `done` (a ChatReply) or `error` {status, detail}"),
+        (status = CONFLICT, body = crate::error::ErrorBody, description = "The request with this Idempotency-Key is still running (with Retry-After)"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn chat_stream(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
@@ -234,13 +381,13 @@ mod tests {
         /// arrives whole.
         #[test]
         fn any_body_is_read_or_refused_clearly(bytes in any::<Vec<u8>>(), message in "\\PC{1,300}", id in any::<Option<i64>>()) {
-            if let Err(error) = parse_body(Ok(Bytes::from(bytes))) {
+            if let Err(error) = parse_body::<ChatBody>(Ok(Bytes::from(bytes))) {
                 prop_assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
                 prop_assert!(!error.detail().is_empty());
             }
             let body = json!({"message": message, "conversation_id": id}).to_string();
-            match parse_body(Ok(Bytes::from(body))) {
-                Ok(parsed) => {
+            match parse_body::<ChatBody>(Ok(Bytes::from(body))) {
+                Ok((_, parsed)) => {
                     prop_assert_eq!(parsed.message, message);
                     prop_assert_eq!(parsed.conversation_id, id);
                 }

@@ -1,62 +1,111 @@
 //! `GET /api/{user_id}/conversations` and
 //! `GET /api/{user_id}/conversations/{id}/messages`.
 
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use taskagent_proto::{ListConversationsRequest, ListMessagesRequest, Role};
+use utoipa::{IntoParams, ToSchema};
 
+use super::{request_as_path_user, time};
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
-use crate::state::{AppState, grpc_request};
+use crate::state::AppState;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// At most this many (default 50, at most 1000).
     #[serde(default)]
+    #[param(minimum = 0)]
     page_size: i32,
+    /// `next_page_token` of the previous page.
     #[serde(default)]
     page_token: String,
 }
 
-/// RFC 3339 text of a protobuf timestamp.
-fn time(timestamp: Option<&prost_types::Timestamp>) -> Value {
-    timestamp
-        .and_then(|t| {
-            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-        })
-        .map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
+/// A conversation of the user's.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Conversation {
+    pub id: i64,
+    pub title: String,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    /// When its last message was written.
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
 }
 
-/// `message` as a gRPC request for the token's user, who must be the path's
-/// `user_id` (403 otherwise).
-fn request_as_path_user<T>(
-    user: &str,
-    headers: &HeaderMap,
-    path_user: &str,
-    message: T,
-) -> Result<tonic::Request<T>, ApiError> {
-    if path_user.trim() != user {
-        return Err(ApiError::UserMismatch);
-    }
-    let mut request = grpc_request(user, headers, message)?;
-    request.set_timeout(CALL_TIMEOUT);
-    Ok(request)
+/// One page of conversations, most recently active first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConversationList {
+    pub conversations: Vec<Conversation>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
+    Tool,
+    System,
+    /// A failed turn, recorded for the user.
+    Error,
+    Unspecified,
+}
+
+/// A tool call the model made.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageToolCall {
+    pub id: String,
+    /// For example `add_task`.
+    pub tool: String,
+    /// The call's arguments (JSON; the raw text if they were not JSON).
+    pub args: Value,
+}
+
+/// A stored message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: i64,
+    pub role: MessageRole,
+    pub content: String,
+    pub tool_calls: Vec<MessageToolCall>,
+    /// A tool result's call id.
+    pub tool_call_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+}
+
+/// One page of a conversation's messages, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<Message>,
+    /// Older messages: empty when there are none.
+    pub next_page_token: String,
 }
 
 /// The user's conversations, most recently active first.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/conversations",
+    tag = "conversations",
+    params(("user_id" = String, Path, description = "The token's user"), Page),
+    responses((status = OK, body = ConversationList)),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path(user_id): Path<String>,
     Query(page): Query<Page>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConversationList>, ApiError> {
     let message = ListConversationsRequest {
         page_size: page.page_size,
         page_token: page.page_token,
@@ -68,24 +117,42 @@ pub async fn list(
         .list_conversations(request)
         .await?
         .into_inner();
-    let conversations: Vec<Value> = response
+    let conversations = response
         .conversations
-        .iter()
-        .map(|c| json!({"id": c.id, "title": c.title, "created_at": time(c.create_time.as_ref()), "updated_at": time(c.update_time.as_ref())}))
+        .into_iter()
+        .map(|c| Conversation {
+            id: c.id,
+            created_at: time(c.create_time.as_ref()),
+            updated_at: time(c.update_time.as_ref()),
+            title: c.title,
+        })
         .collect();
-    Ok(Json(
-        json!({"conversations": conversations, "next_page_token": response.next_page_token}),
-    ))
+    Ok(Json(ConversationList {
+        conversations,
+        next_page_token: response.next_page_token,
+    }))
 }
 
 /// A conversation's messages, oldest first (the newest page first).
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/conversations/{conversation_id}/messages",
+    tag = "conversations",
+    params(
+        ("user_id" = String, Path, description = "The token's user"),
+        ("conversation_id" = i64, Path),
+        Page,
+    ),
+    responses((status = OK, body = MessageList)),
+    security(("bearer" = []))
+)]
 pub async fn messages(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
     Path((user_id, conversation_id)): Path<(String, i64)>,
     Query(page): Query<Page>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageList>, ApiError> {
     let message = ListMessagesRequest {
         conversation_id,
         page_size: page.page_size,
@@ -98,34 +165,35 @@ pub async fn messages(
         .list_messages(request)
         .await?
         .into_inner();
-    let messages: Vec<Value> = response
+    let messages = response
         .messages
-        .iter()
-        .map(|m| {
-            let role = match m.role() {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                Role::Tool => "tool",
-                Role::System => "system",
-                Role::Error => "error",
-                Role::Unspecified => "unspecified",
-            };
-            let tool_calls: Vec<Value> = m
+        .into_iter()
+        .map(|m| Message {
+            id: m.id,
+            role: match m.role() {
+                Role::User => MessageRole::User,
+                Role::Assistant => MessageRole::Assistant,
+                Role::Tool => MessageRole::Tool,
+                Role::System => MessageRole::System,
+                Role::Error => MessageRole::Error,
+                Role::Unspecified => MessageRole::Unspecified,
+            },
+            tool_calls: m
                 .tool_calls
-                .iter()
-                .map(|c| json!({"id": c.id, "tool": c.name, "args": serde_json::from_str::<Value>(&c.arguments).unwrap_or(Value::String(c.arguments.clone()))}))
-                .collect();
-            json!({
-                "id": m.id,
-                "role": role,
-                "content": m.content,
-                "tool_calls": tool_calls,
-                "tool_call_id": (!m.tool_call_id.is_empty()).then_some(&m.tool_call_id),
-                "created_at": time(m.create_time.as_ref()),
-            })
+                .into_iter()
+                .map(|c| MessageToolCall {
+                    args: serde_json::from_str(&c.arguments).unwrap_or(Value::String(c.arguments)),
+                    id: c.id,
+                    tool: c.name,
+                })
+                .collect(),
+            tool_call_id: (!m.tool_call_id.is_empty()).then_some(m.tool_call_id),
+            created_at: time(m.create_time.as_ref()),
+            content: m.content,
         })
         .collect();
-    Ok(Json(
-        json!({"messages": messages, "next_page_token": response.next_page_token}),
-    ))
+    Ok(Json(MessageList {
+        messages,
+        next_page_token: response.next_page_token,
+    }))
 }

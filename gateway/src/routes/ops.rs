@@ -4,10 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use taskagent_common::grpc::Channel;
 use taskagent_proto::diagnostics_service_client::DiagnosticsServiceClient;
 use taskagent_proto::{DatabaseStats, GetDatabaseStatsRequest};
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
@@ -29,11 +30,33 @@ async fn database(channel: Channel) -> Result<DatabaseStats, String> {
     }
 }
 
-/// `{"status": "healthy"|"unhealthy", "database": "connected"|"error: ...",
-/// "tool_service": ..., "agent_service": ..., "rate_limit": "redis"|"local"|
-/// "local (redis unreachable)"}`, 503 when unhealthy (never for the rate
-/// limit: the local one serves while Redis is away).
-/// tool-service is SERVING exactly while its database answers.
+/// What `/health` says.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    /// `connected`, or `error: ...`.
+    pub database: String,
+    /// `serving`, `not serving` or `unreachable (...)`.
+    pub tool_service: String,
+    /// `serving`, `not serving` or `unreachable (...)`.
+    pub agent_service: String,
+    /// `redis`, `local` or `local (redis unreachable)`.
+    pub rate_limit: String,
+}
+
+/// Whether the gateway can serve: 503 when unhealthy (never for the rate
+/// limit: the local one serves while Redis is away). tool-service is
+/// SERVING exactly while its database answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = OK, body = Health),
+        (status = SERVICE_UNAVAILABLE, body = Health, description = "A service or the database is down"),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (tools, agent, stats) = tokio::join!(
         health::ask(state.tool_channel.clone(), CHECK_TIMEOUT),
@@ -56,13 +79,13 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
-        "database": database,
-        "tool_service": describe(&tools),
-        "agent_service": describe(&agent),
-        "rate_limit": state.limiter.backend(),
-    });
+    let body = Health {
+        status: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
+        database,
+        tool_service: describe(&tools),
+        agent_service: describe(&agent),
+        rate_limit: state.limiter.backend().to_owned(),
+    };
     (status, Json(body))
 }
 
@@ -71,6 +94,12 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
 /// `db_connections_max`) from tool-service's pool when it answers (its pool
 /// counters, never a database query). In the launcher's single process the
 /// other services' metrics are here too.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = OK, content_type = "text/plain", body = String, description = "Prometheus text exposition")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(stats) = database(state.tool_channel.clone()).await {
         taskagent_common::metrics::set_pool(

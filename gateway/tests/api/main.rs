@@ -9,3 +9,4 @@ mod edge;
 mod helpers;
 mod limits;
 mod mcp;
+mod tasks;

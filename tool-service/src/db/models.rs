@@ -36,6 +36,7 @@ pub struct InsertTask<'a> {
 pub struct TaskChangeset<'a> {
     pub title: Option<&'a str>,
     pub description: Option<Option<&'a str>>,
+    pub completed: Option<bool>,
     pub updated_at: NaiveDateTime,
 }
 

@@ -169,6 +169,7 @@ pub(crate) async fn update_task(
     let changes = TaskChangeset {
         title: change.title.as_ref().map(|t| t.as_str()),
         description: change.description.as_ref().map(|d| d.as_deref()),
+        completed: change.completed,
         updated_at: now(),
     };
     on_conn!(conn, conn => {

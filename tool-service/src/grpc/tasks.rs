@@ -123,8 +123,12 @@ impl TaskService for TaskApi {
     ) -> Result<Response<WireTask>, Status> {
         let user = caller(&request)?;
         let req = request.into_inner();
-        let change = TaskChange::parse(req.title.as_deref(), req.description.as_deref())
-            .map_err(crate::Error::from)?;
+        let change = TaskChange::parse(
+            req.title.as_deref(),
+            req.description.as_deref(),
+            req.completed,
+        )
+        .map_err(crate::Error::from)?;
         let task = self.store.update_task(&user, req.id, &change).await?;
         Ok(Response::new(task.into()))
     }

@@ -129,7 +129,7 @@ impl TaskBackend for TransactionTasks<'_, '_> {
         description: Option<String>,
     ) -> Result<WireTask, ToolError> {
         let result = async {
-            let change = TaskChange::parse(title.as_deref(), description.as_deref())?;
+            let change = TaskChange::parse(title.as_deref(), description.as_deref(), None)?;
             let mut conn = self.conn.lock().await;
             db::update_task(conn.reborrow(), self.user, id, &change).await
         };

@@ -85,6 +85,7 @@ async fn create_get_update_complete_delete_round_trip(app: &TestApp) {
                 id: created.id,
                 title: Some("Buy food".into()),
                 description: None,
+                completed: None,
             },
         ))
         .await
@@ -102,6 +103,7 @@ async fn create_get_update_complete_delete_round_trip(app: &TestApp) {
                 id: created.id,
                 title: None,
                 description: Some(String::new()),
+                completed: None,
             },
         ))
         .await
@@ -124,6 +126,21 @@ async fn create_get_update_complete_delete_round_trip(app: &TestApp) {
         .unwrap()
         .into_inner();
     assert_eq!(again, completed, "completing twice changes nothing");
+    let reopened = tasks
+        .update_task(as_user(
+            "alice",
+            UpdateTaskRequest {
+                id: created.id,
+                title: None,
+                description: None,
+                completed: Some(false),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reopened.completed, "an update may reopen a task");
+    assert_eq!(reopened.title, "Buy food");
 
     let deleted = tasks
         .delete_task(as_user("alice", DeleteTaskRequest { id: created.id }))
@@ -325,6 +342,7 @@ async fn create_with_request_id_is_idempotent_per_user(app: &TestApp) {
                 id: first.id,
                 title: Some("Buy oat milk".into()),
                 description: None,
+                completed: None,
             },
         ))
         .await
@@ -357,6 +375,7 @@ async fn every_method_treats_another_users_task_as_missing(app: &TestApp) {
                     id: task.id,
                     title: Some("pwned".into()),
                     description: None,
+                    completed: None,
                 },
             ))
             .await,
@@ -503,6 +522,7 @@ async fn validation_edges_follow_the_contract(app: &TestApp) {
                         id,
                         title,
                         description: None,
+                        completed: None,
                     },
                 ))
                 .await
