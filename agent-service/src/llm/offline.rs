@@ -1,8 +1,10 @@
 //! The built-in offline model: a small deterministic command parser behind
 //! the [`ChatModel`] interface, used when no `OPENAI_API_KEY` is set. It turns
 //! plain commands ("add buy milk", "show my tasks", "complete 3", "rename 1 to
-//! call mom", "help") into the same tool calls a real model would make, and
-//! then words the tools' results, so the whole loop runs with no network.
+//! call mom", "complete buy eggs", "help") into the same tool calls a real
+//! model would make, and then words the tools' results, so the whole loop runs
+//! with no network. A task named by its title takes one more step: the tasks
+//! are listed first, then the one that matches is acted on (`names`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,13 +14,17 @@ use taskagent_tools::ToolSpec;
 
 use super::{ChatMessage, ChatModel, ModelError, ModelReply, ModelToolCall};
 
+mod names;
+
+pub use names::{Action, Named, resolve};
+
 /// What the offline model says when it does not understand.
 pub const HELP: &str = "I can manage your tasks with simple commands:\n\
 - \"add buy milk\" or \"remind me to call mom\"\n\
 - \"show my tasks\", \"what's pending\", \"show completed tasks\"\n\
-- \"complete 3\" or \"mark 3 done\"\n\
-- \"delete 2\"\n\
-- \"rename 1 to call mom\"";
+- \"complete 3\", \"mark 3 done\" or \"complete buy eggs\"\n\
+- \"delete 2\" or \"delete the dentist task\"\n\
+- \"rename 1 to call mom\" or \"rename the milk task to oat milk\"";
 
 /// The offline command parser as a model.
 pub struct OfflineModel {
@@ -46,6 +52,8 @@ pub enum Command {
     Tool(&'static str, Value),
     /// Answer with this text.
     Reply(String),
+    /// Act on the task whose title this names: list the tasks, then act.
+    Named(Named),
 }
 
 #[tonic::async_trait]
@@ -64,24 +72,36 @@ impl ChatModel for OfflineModel {
             .iter()
             .rposition(|m| matches!(m, ChatMessage::User(_)));
         let since_user = last_user.map_or(messages, |i| &messages[i + 1..]);
-        if since_user
-            .iter()
-            .any(|m| matches!(m, ChatMessage::Tool { .. }))
-        {
-            return Ok(ModelReply {
-                content: Some(summarize(since_user)),
-                ..Default::default()
-            });
-        }
         let text = match last_user.map(|i| &messages[i]) {
             Some(ChatMessage::User(text)) => text.as_str(),
             _ => "",
         };
-        Ok(match interpret(text) {
+        let results = tool_results(since_user);
+        let next = match interpret(text) {
+            // The turn's tools have run: say what they did.
+            _ if results.iter().any(|(call, _)| call.name != "list_tasks") => {
+                Command::Reply(summarize(&results, true))
+            }
+            Command::Named(named) => match results.last() {
+                None => Command::Tool("list_tasks", names::list_arguments()),
+                Some((_, listed)) => {
+                    let listed: Value = serde_json::from_str(listed).unwrap_or_default();
+                    match listed["tasks"].as_array() {
+                        Some(tasks) => names::resolve(&named, tasks),
+                        None => Command::Reply(summarize(&results, false)),
+                    }
+                }
+            },
+            _ if !results.is_empty() => Command::Reply(summarize(&results, false)),
+            command => command,
+        };
+        Ok(match next {
             Command::Reply(text) => ModelReply {
                 content: Some(text),
                 ..Default::default()
             },
+            // Never the answer of a turn: resolved above.
+            Command::Named(_) => ModelReply::default(),
             Command::Tool(name, arguments) => ModelReply {
                 tool_calls: vec![ModelToolCall {
                     id: format!(
@@ -115,6 +135,9 @@ pub fn interpret(message: &str) -> Command {
         return Command::Reply(HELP.to_owned());
     }
     if let Some(command) = by_id(&text, &lower) {
+        return command;
+    }
+    if let Some(command) = names::parse(&text, &lower) {
         return command;
     }
     if let Some(title) = strip_any(&text, &lower, ADD_PREFIXES) {
@@ -186,6 +209,7 @@ const DELETE_WORDS: &[&str] = &[
     "get rid of",
     "forget about",
     "forget",
+    "clear",
 ];
 const RENAME_WORDS: &[&str] = &["rename", "change", "update", "edit", "retitle"];
 
@@ -336,8 +360,8 @@ fn tidy_title(title: &str) -> String {
         .to_owned()
 }
 
-/// Words the results of the tool calls since the user's message.
-fn summarize(since_user: &[ChatMessage]) -> String {
+/// The tool calls since the user's message with their results, in order.
+fn tool_results(since_user: &[ChatMessage]) -> Vec<(&ModelToolCall, &str)> {
     let calls: Vec<&ModelToolCall> = since_user
         .iter()
         .filter_map(|m| match m {
@@ -353,11 +377,21 @@ fn summarize(since_user: &[ChatMessage]) -> String {
                 tool_call_id,
                 content,
             } => {
-                let call = calls.iter().find(|c| &c.id == tool_call_id);
-                Some(describe_result(call.copied(), content))
+                let call = calls.iter().find(|c| &c.id == tool_call_id)?;
+                Some((*call, content.as_str()))
             }
             _ => None,
         })
+        .collect()
+}
+
+/// Words the results of the turn's tool calls; `skip_lists` leaves out the
+/// listing a task named by its title needed.
+fn summarize(results: &[(&ModelToolCall, &str)], skip_lists: bool) -> String {
+    results
+        .iter()
+        .filter(|(call, _)| !(skip_lists && call.name == "list_tasks"))
+        .map(|(call, content)| describe_result(Some(call), content))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -425,10 +459,21 @@ mod tests {
         /// only between characters.
         #[test]
         fn any_text_is_understood_or_answered(text in any::<String>(), prefix in prop::sample::select(ADD_PREFIXES)) {
-            for message in [text.clone(), format!("rename 3 to {text}"), format!("{prefix}{text} to my list")] {
-                if let Command::Tool(_, args) = interpret(&message) {
-                    let title = args["title"].as_str().unwrap_or_default();
-                    prop_assert!(message.contains(title), "{title:?} from {message:?}");
+            let tasks = [json!({"id": 1, "title": text.clone(), "completed": false})];
+            for message in [text.clone(), format!("rename 3 to {text}"), format!("{prefix}{text} to my list"), format!("complete {text}"), format!("rename {text} to x")] {
+                match interpret(&message) {
+                    Command::Tool(_, args) => {
+                        let title = args["title"].as_str().unwrap_or_default();
+                        prop_assert!(message.contains(title), "{title:?} from {message:?}");
+                    }
+                    Command::Named(named) => {
+                        prop_assert!(message.contains(&named.name), "{:?} from {message:?}", named.name);
+                        if let Action::Rename(title) = &named.action {
+                            prop_assert!(message.contains(title.as_str()), "{title:?} from {message:?}");
+                        }
+                        let _ = resolve(&named, &tasks);
+                    }
+                    Command::Reply(_) => {}
                 }
             }
         }
@@ -613,13 +658,7 @@ mod tests {
 
     #[test]
     fn unclear_messages_get_help_not_a_tool_call() {
-        for message in [
-            "hello there",
-            "complete the report",
-            "delete everything",
-            "add",
-            "rename 3",
-        ] {
+        for message in ["hello there", "delete everything", "add", "rename 3"] {
             assert!(
                 matches!(interpret(message), Command::Reply(_)),
                 "{message:?}"
@@ -644,7 +683,10 @@ mod tests {
                 content: r#"{"tasks":[{"id":1,"title":"Buy milk","completed":false}]}"#.into(),
             },
         ];
-        assert_eq!(summarize(&turn), "Your pending tasks:\n- [ ] 1. Buy milk");
+        assert_eq!(
+            summarize(&tool_results(&turn), false),
+            "Your pending tasks:\n- [ ] 1. Buy milk"
+        );
         assert_eq!(
             describe_result(
                 None,

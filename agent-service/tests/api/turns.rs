@@ -22,6 +22,7 @@ taskagent_testkit::on_both_backends!(
     stream_chat_reports_the_turn_in_order,
     another_users_conversation_is_not_found,
     the_offline_model_manages_tasks_without_a_network,
+    the_offline_model_finds_tasks_by_their_names,
 );
 
 async fn the_tool_schemas_are_sent_without_any_user(db: &TestDatabase) {
@@ -438,5 +439,89 @@ async fn the_offline_model_manages_tasks_without_a_network(db: &TestDatabase) {
             .count(),
         3
     );
+    stack.stop().await;
+}
+
+async fn the_offline_model_finds_tasks_by_their_names(db: &TestDatabase) {
+    let model = ScriptedModel::start(vec![]).await;
+    let stack = Stack::start(db, &model, &[("OPENAI_API_KEY", "")]).await;
+    for title in ["buy eggs", "buy milk", "oat milk", "dentist at 3"] {
+        stack
+            .chat("alice", None, &format!("add {title}"))
+            .await
+            .unwrap();
+    }
+    let tasks = stack.tasks_of("alice").await;
+    let id = |title: &str| tasks.iter().find(|t| t.title == title).unwrap().id;
+
+    let done = stack
+        .chat("alice", None, "Complete Buy Eggs")
+        .await
+        .unwrap();
+    assert_eq!(
+        done.response,
+        format!(
+            "Marked \"buy eggs\" (task {}) as completed.",
+            id("buy eggs")
+        )
+    );
+    let tools: Vec<&str> = done.tool_calls.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(tools, ["list_tasks", "complete_task"]);
+
+    let which = stack
+        .chat("alice", None, "mark the milk one done")
+        .await
+        .unwrap();
+    assert!(
+        which
+            .response
+            .contains(&format!("{}. buy milk", id("buy milk")))
+            && which
+                .response
+                .contains(&format!("{}. oat milk", id("oat milk"))),
+        "{}",
+        which.response
+    );
+    let renamed = stack
+        .chat("alice", None, "rename the dentist task to dentist at 4")
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed.response,
+        format!("Updated task {}: \"dentist at 4\".", id("dentist at 3"))
+    );
+    let refused = stack.chat("alice", None, "delete all tasks").await.unwrap();
+    assert!(refused.tool_calls.is_empty(), "nothing guessed");
+    assert!(
+        refused.response.contains("won't delete all"),
+        "{}",
+        refused.response
+    );
+    let missing = stack
+        .chat("alice", None, "delete the gym task")
+        .await
+        .unwrap();
+    assert!(
+        missing.response.contains("couldn't find"),
+        "{}",
+        missing.response
+    );
+
+    let after: Vec<(String, bool)> = stack
+        .tasks_of("alice")
+        .await
+        .into_iter()
+        .map(|t| (t.title, t.completed))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            ("buy eggs".to_owned(), true),
+            ("buy milk".to_owned(), false),
+            ("oat milk".to_owned(), false),
+            ("dentist at 4".to_owned(), false),
+        ]
+    );
+    assert!(model.requests().is_empty(), "no model server was called");
     stack.stop().await;
 }
