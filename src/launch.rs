@@ -130,7 +130,7 @@ fn print_banner(
     };
     println!("taskagent is running");
     println!(
-        "  gateway        http://{gateway}   (GET /health, GET /metrics, POST /api/{{user_id}}/chat)"
+        "  gateway        http://{gateway}   (GET / the chat page, /openapi.json, /health, /metrics)"
     );
     println!("  agent-service  {agent_url}   ({model})");
     println!("  tool-service   {tool_url}   ({database})");
@@ -143,6 +143,8 @@ fn print_banner(
                 "a token for user \"demo\" (30 days; `taskagent token --user ID` makes more):"
             );
             println!("  {token}");
+            println!("open the chat page (the token stays in the browser):");
+            println!("  http://{gateway}/#token={token}");
             println!("try:");
             println!(
                 "  curl -s http://{gateway}/api/demo/chat -H 'Authorization: Bearer {token}' \

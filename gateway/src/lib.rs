@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod web;
 
 pub use config::Config;
 pub use startup::Application;

@@ -226,6 +226,7 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
         .split_for_parts();
     let doc: Arc<str> = openapi::finish(doc).into();
     router
+        .merge(crate::web::routes())
         .route(
             "/openapi.json",
             get(move || async move {

@@ -43,13 +43,19 @@ class Launcher:
             "LOG_LEVEL": "warn",
             **extra_env,
         }
-        self.process = subprocess.Popen([TASKAGENT], cwd=self.folder.name, env=self.env, stdout=subprocess.DEVNULL)
+        self.banner_file = pathlib.Path(self.folder.name) / "banner.txt"
+        with open(self.banner_file, "w") as banner:
+            self.process = subprocess.Popen([TASKAGENT], cwd=self.folder.name, env=self.env, stdout=banner)
         self.base = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.base}/mcp"
         deadline = time.time() + 30
         while subprocess.run([TASKAGENT, "probe", f"http://127.0.0.1:{self.port}/health"], capture_output=True).returncode:
             assert time.time() < deadline, "the launcher did not become healthy"
             time.sleep(0.1)
+
+    def banner(self) -> str:
+        """What the launcher printed (its banner: addresses, token, links)."""
+        return self.banner_file.read_text()
 
     def token(self, user: str) -> str:
         out = subprocess.run([TASKAGENT, "token", "--user", user], cwd=self.folder.name, env=self.env,

@@ -1,4 +1,5 @@
-//! The REST task API and the OpenAPI document, on SQLite and PostgreSQL.
+//! The web app's side: the REST task API (on SQLite and PostgreSQL), the
+//! OpenAPI document and the chat page's files.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -348,5 +349,43 @@ async fn the_openapi_document_describes_every_route() {
     for status in ["200", "401", "403", "429"] {
         assert!(list["responses"][status].is_object(), "{status}");
     }
+    edge.stop().await;
+}
+
+/// `/`, `/app.js` and `/app.css` come from the binary, with a policy that
+/// allows no inline script and no other origin, and without a token.
+#[tokio::test]
+async fn the_chat_page_is_served_whole_with_a_strict_policy() {
+    let db = TestDatabase::sqlite();
+    let edge = edge(&db, &[]).await;
+    let mut total = 0;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let response = reqwest::get(format!("{}{path}", edge.url)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("script-src 'self'") && policy.contains("connect-src 'self'"));
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path}: nothing from elsewhere"
+        );
+        total += body.len();
+    }
+    assert!(total < 100 * 1024, "the page is {total} bytes");
+    let (_, _, page) = edge.get("/", None).await;
+    let page = page.as_str().unwrap().to_owned();
+    assert!(page.contains(r#"<script src="/app.js" defer></script>"#));
+    assert!(!page.contains("<script>"), "no inline script");
     edge.stop().await;
 }
