@@ -74,6 +74,10 @@ enum Op {
     McpAdd,
     /// MCP `tools/call list_tasks` at the gateway's `/mcp`.
     McpList,
+    /// `POST /api/{user_id}/tasks` at the gateway (REST).
+    RestCreate,
+    /// `GET /api/{user_id}/tasks` at the gateway (REST).
+    RestList,
     /// grpc.health.v1 Check: the gRPC round trip alone, no database.
     Health,
 }
@@ -111,6 +115,8 @@ async fn main() -> anyhow::Result<()> {
                 "http-chat-retry" => Op::HttpChatRetry,
                 "mcp-add" => Op::McpAdd,
                 "mcp-list" => Op::McpList,
+                "rest-create" => Op::RestCreate,
+                "rest-list" => Op::RestList,
                 other => bail!("unknown op {other}"),
             };
             let (low, high) = flag("complete-ids", "1-1")
@@ -223,7 +229,10 @@ async fn load(
         let endpoint = Channel::from_shared(addr.to_owned())?;
         // The fake model speaks HTTP/1 JSON: no gRPC connection is needed.
         channels.push(
-            if matches!(op, Op::Model | Op::HttpChat | Op::McpAdd | Op::McpList) {
+            if matches!(
+                op,
+                Op::Model | Op::HttpChat | Op::McpAdd | Op::McpList | Op::RestCreate | Op::RestList
+            ) {
                 endpoint.connect_lazy()
             } else {
                 endpoint.connect().await?
@@ -246,7 +255,11 @@ async fn load(
         let chat_url = format!("{}/api/create-{worker}/chat", addr.trim_end_matches('/'));
         let token = mint(&secret, &format!("create-{worker}"));
         let mcp_url = format!("{}/mcp", addr.trim_end_matches('/'));
-        let list_token = mint(&secret, &format!("list-{}", worker % list_users.max(1)));
+        let list_user = format!("list-{}", worker % list_users.max(1));
+        let list_token = mint(&secret, &list_user);
+        let base = addr.trim_end_matches('/');
+        let rest_create_url = format!("{base}/api/create-{worker}/tasks");
+        let rest_list_url = format!("{base}/api/{list_user}/tasks");
         let errors = errors.clone();
         let statuses = statuses.clone();
         workers.push(tokio::spawn(async move {
@@ -254,7 +267,6 @@ async fn load(
                 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)
             );
             let mut latencies = Vec::with_capacity(100_000);
-            let list_user = format!("list-{}", worker % list_users.max(1));
             let create_user = format!("create-{worker}");
             let mut n = 0u64;
             let mut conversation_id = None;
@@ -375,6 +387,18 @@ async fn load(
                             _ => false,
                         }
                     }
+                    Op::RestCreate => {
+                        let body = serde_json::json!({"title": format!("bench task {n}")});
+                        let sent = http.post(&rest_create_url).bearer_auth(&token).json(&body).send().await;
+                        matches!(sent, Ok(r) if r.status() == reqwest::StatusCode::CREATED)
+                    }
+                    Op::RestList => match http.get(&rest_list_url).bearer_auth(&list_token).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let reply: serde_json::Value = r.json().await.unwrap_or_default();
+                            reply["count"] == 20
+                        }
+                        _ => false,
+                    },
                     Op::Mix => unreachable!("resolved above"),
                 };
                 latencies.push(t0.elapsed().as_micros() as u32);

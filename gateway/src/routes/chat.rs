@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use taskagent_proto::{ChatRequest, ChatResponse, chat_event};
 use utoipa::ToSchema;
 
+use super::UserPath;
 use crate::auth::AuthenticatedUser;
 use crate::edge::BodyWithin;
 use crate::error::ApiError;
@@ -296,7 +297,7 @@ pub async fn chat(
     path = "/api/{user_id}/chat",
     tag = "chat",
     params(
-        ("user_id" = String, Path, description = "The token's user"),
+        UserPath,
         ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1 to 255 printable ASCII characters: a retry with the same key and body never repeats a tool effect"),
     ),
     request_body = ChatBody,
@@ -310,7 +311,7 @@ pub async fn chat(
 pub async fn chat_as(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(user_id): Path<String>,
+    Path(UserPath { user_id }): Path<UserPath>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Json<ChatReply>, ApiError> {
@@ -326,7 +327,7 @@ pub async fn chat_as(
     path = "/api/{user_id}/chat/stream",
     tag = "chat",
     params(
-        ("user_id" = String, Path, description = "The token's user"),
+        UserPath,
         ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "As on /api/{user_id}/chat"),
     ),
     request_body = ChatBody,
@@ -339,7 +340,7 @@ pub async fn chat_as(
 pub async fn chat_stream(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(user_id): Path<String>,
+    Path(UserPath { user_id }): Path<UserPath>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

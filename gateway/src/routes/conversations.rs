@@ -9,7 +9,7 @@ use serde_json::Value;
 use taskagent_proto::{ListConversationsRequest, ListMessagesRequest, Role};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{request_as_path_user, time};
+use super::{UserPath, request_as_path_user, time};
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -95,14 +95,14 @@ pub struct MessageList {
     get,
     path = "/api/{user_id}/conversations",
     tag = "conversations",
-    params(("user_id" = String, Path, description = "The token's user"), Page),
+    params(UserPath, Page),
     responses((status = OK, body = ConversationList)),
     security(("bearer" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(user_id): Path<String>,
+    Path(UserPath { user_id }): Path<UserPath>,
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> Result<Json<ConversationList>, ApiError> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::state::grpc_request;
@@ -18,6 +20,14 @@ pub mod tasks;
 
 /// Deadline of a call to tool-service that is not a chat turn.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The user of a path: `/api/{user_id}/...`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserPath {
+    /// The token's user.
+    user_id: String,
+}
 
 /// RFC 3339 text of a protobuf timestamp (UTC).
 fn time(timestamp: Option<&prost_types::Timestamp>) -> Option<String> {

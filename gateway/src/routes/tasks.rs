@@ -17,11 +17,20 @@ use taskagent_proto::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use super::{json_body, request_as_path_user, time};
+use super::{UserPath, json_body, request_as_path_user, time};
 use crate::auth::AuthenticatedUser;
 use crate::edge::BodyWithin;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// A task's address: `/api/{user_id}/tasks/{task_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// The token's user.
+    user_id: String,
+    task_id: i64,
+}
 
 /// A task of one user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -148,14 +157,14 @@ async fn admit<T>(
     get,
     path = "/api/{user_id}/tasks",
     tag = "tasks",
-    params(("user_id" = String, Path, description = "The token's user"), ListQuery),
+    params(UserPath, ListQuery),
     responses((status = OK, body = TaskList)),
     security(("bearer" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(user_id): Path<String>,
+    Path(UserPath { user_id }): Path<UserPath>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Json<TaskList>, ApiError> {
@@ -186,7 +195,7 @@ pub async fn list(
     path = "/api/{user_id}/tasks",
     tag = "tasks",
     params(
-        ("user_id" = String, Path, description = "The token's user"),
+        UserPath,
         ("Idempotency-Key" = Option<String>, Header, max_length = 128, pattern = r"^[!-~]([ -~]*[!-~])?$",
             description = "At most 128 printable ASCII characters: a retry with the same key and body returns the first request's task"),
     ),
@@ -197,7 +206,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(user_id): Path<String>,
+    Path(UserPath { user_id }): Path<UserPath>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
@@ -217,17 +226,14 @@ pub async fn create(
     get,
     path = "/api/{user_id}/tasks/{task_id}",
     tag = "tasks",
-    params(
-        ("user_id" = String, Path, description = "The token's user"),
-        ("task_id" = i64, Path),
-    ),
+    params(TaskPath),
     responses((status = OK, body = Task)),
     security(("bearer" = []))
 )]
 pub async fn get_one(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path((user_id, task_id)): Path<(String, i64)>,
+    Path(TaskPath { user_id, task_id }): Path<TaskPath>,
     headers: HeaderMap,
 ) -> Result<Json<Task>, ApiError> {
     let message = GetTaskRequest { id: task_id };
@@ -241,7 +247,7 @@ pub async fn get_one(
 async fn update(
     state: AppState,
     user: String,
-    (user_id, task_id): (String, i64),
+    TaskPath { user_id, task_id }: TaskPath,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, ApiError>,
 ) -> Result<Json<Task>, ApiError> {
@@ -269,10 +275,7 @@ async fn update(
     put,
     path = "/api/{user_id}/tasks/{task_id}",
     tag = "tasks",
-    params(
-        ("user_id" = String, Path, description = "The token's user"),
-        ("task_id" = i64, Path),
-    ),
+    params(TaskPath),
     request_body = TaskUpdate,
     responses((status = OK, body = Task)),
     security(("bearer" = []))
@@ -280,7 +283,7 @@ async fn update(
 pub async fn replace(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(path): Path<(String, i64)>,
+    Path(path): Path<TaskPath>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Json<Task>, ApiError> {
@@ -292,10 +295,7 @@ pub async fn replace(
     patch,
     path = "/api/{user_id}/tasks/{task_id}",
     tag = "tasks",
-    params(
-        ("user_id" = String, Path, description = "The token's user"),
-        ("task_id" = i64, Path),
-    ),
+    params(TaskPath),
     request_body = TaskUpdate,
     responses((status = OK, body = Task)),
     security(("bearer" = []))
@@ -303,7 +303,7 @@ pub async fn replace(
 pub async fn patch(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path(path): Path<(String, i64)>,
+    Path(path): Path<TaskPath>,
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<Json<Task>, ApiError> {
@@ -315,17 +315,14 @@ pub async fn patch(
     delete,
     path = "/api/{user_id}/tasks/{task_id}",
     tag = "tasks",
-    params(
-        ("user_id" = String, Path, description = "The token's user"),
-        ("task_id" = i64, Path),
-    ),
+    params(TaskPath),
     responses((status = OK, body = Deleted)),
     security(("bearer" = []))
 )]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path((user_id, task_id)): Path<(String, i64)>,
+    Path(TaskPath { user_id, task_id }): Path<TaskPath>,
     headers: HeaderMap,
 ) -> Result<Json<Deleted>, ApiError> {
     let message = DeleteTaskRequest { id: task_id };
@@ -343,17 +340,14 @@ pub async fn delete(
     patch,
     path = "/api/{user_id}/tasks/{task_id}/complete",
     tag = "tasks",
-    params(
-        ("user_id" = String, Path, description = "The token's user"),
-        ("task_id" = i64, Path),
-    ),
+    params(TaskPath),
     responses((status = OK, body = Task)),
     security(("bearer" = []))
 )]
 pub async fn toggle(
     State(state): State<AppState>,
     Extension(AuthenticatedUser(user)): Extension<AuthenticatedUser>,
-    Path((user_id, task_id)): Path<(String, i64)>,
+    Path(TaskPath { user_id, task_id }): Path<TaskPath>,
     headers: HeaderMap,
 ) -> Result<Json<Task>, ApiError> {
     let (mut tasks, request) = admit(

@@ -103,6 +103,28 @@ async fn finish(
         .map(drop)
 }
 
+/// Ends a keyed turn as failed ("model unavailable"): a retry resumes it.
+async fn fail(app: &TestApp, user: &str, turn: &BeginTurnResponse, key: &str) {
+    let error = Message {
+        role: Role::Error.into(),
+        content: "model unavailable".into(),
+        ..Default::default()
+    };
+    app.conversations()
+        .finish_turn(as_user(
+            user,
+            FinishTurnRequest {
+                conversation_id: turn.conversation_id,
+                turn_id: turn.turn_id,
+                message: Some(error),
+                request_id: key.into(),
+                outcome: None,
+            },
+        ))
+        .await
+        .unwrap();
+}
+
 async fn task_titles(app: &TestApp, user: &str) -> Vec<String> {
     taskagent_testkit::task_titles(app.channel.clone(), user).await
 }
@@ -336,24 +358,7 @@ async fn a_keyed_turn_is_in_progress_then_completed_or_resumed(app: &TestApp) {
     )
     .await
     .unwrap();
-    let error = Message {
-        role: Role::Error.into(),
-        content: "model unavailable".into(),
-        ..Default::default()
-    };
-    app.conversations()
-        .finish_turn(as_user(
-            "alice",
-            FinishTurnRequest {
-                conversation_id: failing.conversation_id,
-                turn_id: failing.turn_id,
-                message: Some(error),
-                request_id: "key-2".into(),
-                outcome: None,
-            },
-        ))
-        .await
-        .unwrap();
+    fail(app, "alice", &failing, "key-2").await;
     let resumed = begin(app, "alice", say("add eggs", None, "key-2"))
         .await
         .unwrap();
@@ -401,25 +406,8 @@ async fn a_turn_finished_again_records_its_last_message_once(app: &TestApp) {
     let keyed = begin(app, "alice", say("add eggs", None, "key-9"))
         .await
         .unwrap();
-    let failure = Message {
-        role: Role::Error.into(),
-        content: "model unavailable".into(),
-        ..Default::default()
-    };
     for _ in 0..2 {
-        app.conversations()
-            .finish_turn(as_user(
-                "alice",
-                FinishTurnRequest {
-                    conversation_id: keyed.conversation_id,
-                    turn_id: keyed.turn_id,
-                    message: Some(failure.clone()),
-                    request_id: "key-9".into(),
-                    outcome: None,
-                },
-            ))
-            .await
-            .unwrap();
+        fail(app, "alice", &keyed, "key-9").await;
     }
     let resumed = begin(app, "alice", say("add eggs", None, "key-9"))
         .await
