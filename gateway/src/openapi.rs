@@ -13,6 +13,9 @@ use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi as _};
 
 use crate::error::ErrorBody;
+use crate::routes::chat::{
+    StreamConversation, StreamError, StreamText, ToolCallFinished, ToolCallStarted,
+};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -22,7 +25,14 @@ use crate::error::ErrorBody;
 Every route under /api and /chat needs a bearer JWT whose subject is the user; a path's {user_id} must be that user. \
 Every error answer is {\"detail\": \"...\"}.",
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(
+        ErrorBody,
+        StreamConversation,
+        ToolCallStarted,
+        ToolCallFinished,
+        StreamText,
+        StreamError
+    )),
     modifiers(&BearerScheme),
     tags(
         (name = "chat", description = "Chat turns with the agent"),

@@ -10,7 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::{Extension, Json};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use taskagent_proto::{ChatRequest, ChatResponse, chat_event};
 use utoipa::ToSchema;
 
@@ -92,8 +92,52 @@ pub struct ToolCallJson {
     pub result: Value,
 }
 
-/// One server-sent event of a streamed turn; its `data` is one JSON object
-/// (see the operation). Only describes the stream in the OpenAPI document.
+/// An event of a streamed turn.
+fn sse(name: &'static str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
+}
+
+/// `conversation`: the turn's conversation, first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamConversation {
+    pub conversation_id: i64,
+}
+
+/// `tool_call_started`: a tool call about to run.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallStarted {
+    pub id: String,
+    pub tool: String,
+    pub args: Value,
+}
+
+/// `tool_call_finished`: its result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallFinished {
+    pub id: String,
+    pub tool: String,
+    pub result: Value,
+}
+
+/// `text`: the agent's answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamText {
+    pub text: String,
+}
+
+/// `error`: the turn failed, with the HTTP status it would have had.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamError {
+    pub status: u16,
+    pub detail: String,
+}
+
+/// One server-sent event of a streamed turn; its `data` is one JSON object,
+/// the schema named after the event (`done`: ChatReply). Only describes the
+/// stream in the OpenAPI document.
 #[derive(ToSchema)]
 #[expect(dead_code, reason = "describes the stream for the OpenAPI document")]
 pub struct StreamEvent {
@@ -332,7 +376,7 @@ pub async fn chat_as(
     ),
     request_body = ChatBody,
     responses(
-        (status = OK, content_type = "text/event-stream", body = StreamEvent, description = "Server-sent events, each `data` one JSON object: `conversation` {conversation_id}, `tool_call_started` {id, tool, args}, `tool_call_finished` {id, tool, result}, `text` {text}, then `done` (a ChatReply) or `error` {status, detail}"),
+        (status = OK, content_type = "text/event-stream", body = StreamEvent, description = "Server-sent events, each `data` one JSON object: `conversation` (StreamConversation), `tool_call_started` (ToolCallStarted), `tool_call_finished` (ToolCallFinished), `text` (StreamText), then `done` (ChatReply) or `error` (StreamError); `ping` ({}) while waiting"),
         (status = CONFLICT, body = crate::error::ErrorBody, description = "The request with this Idempotency-Key is still running (with Retry-After)"),
     ),
     security(("bearer" = []))
@@ -346,26 +390,46 @@ pub async fn chat_stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let request = admit(&state, &headers, &user, Some(&user_id), body).await?;
     let stream = state.agent.clone().stream_chat(request).await?.into_inner();
-    let events = stream.map(|item| {
-        let event = match item {
-            Ok(event) => match event.event {
-                Some(chat_event::Event::ConversationId(id)) => Event::default().event("conversation").json_data(json!({"conversation_id": id})),
-                Some(chat_event::Event::ToolCallStarted(s)) => Event::default().event("tool_call_started").json_data(json!({
-                    "id": s.id, "tool": s.tool, "args": serde_json::from_str::<Value>(&s.args_json).unwrap_or(Value::Null),
-                })),
-                Some(chat_event::Event::ToolCallFinished(f)) => Event::default().event("tool_call_finished").json_data(json!({
-                    "id": f.id, "tool": f.tool, "result": serde_json::from_str::<Value>(&f.result_json).unwrap_or(Value::Null),
-                })),
-                Some(chat_event::Event::Text(text)) => Event::default().event("text").json_data(json!({"text": text})),
-                Some(chat_event::Event::Done(done)) => Event::default().event("done").json_data(chat_json(&done)),
-                None => Event::default().event("ping").json_data(json!({})),
-            },
+    let json = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let events = stream.map(move |item| {
+        let event = match item.map(|e| e.event) {
+            Ok(Some(chat_event::Event::ConversationId(id))) => sse(
+                "conversation",
+                &StreamConversation {
+                    conversation_id: id,
+                },
+            ),
+            Ok(Some(chat_event::Event::ToolCallStarted(s))) => sse(
+                "tool_call_started",
+                &ToolCallStarted {
+                    args: json(&s.args_json),
+                    id: s.id,
+                    tool: s.tool,
+                },
+            ),
+            Ok(Some(chat_event::Event::ToolCallFinished(f))) => sse(
+                "tool_call_finished",
+                &ToolCallFinished {
+                    result: json(&f.result_json),
+                    id: f.id,
+                    tool: f.tool,
+                },
+            ),
+            Ok(Some(chat_event::Event::Text(text))) => sse("text", &StreamText { text }),
+            Ok(Some(chat_event::Event::Done(done))) => sse("done", &chat_json(&done)),
+            Ok(None) => sse("ping", &serde_json::Map::new()),
             Err(status) => {
                 let error = ApiError::from(status);
-                Event::default().event("error").json_data(json!({"status": error.status().as_u16(), "detail": error.detail()}))
+                sse(
+                    "error",
+                    &StreamError {
+                        status: error.status().as_u16(),
+                        detail: error.detail().to_owned(),
+                    },
+                )
             }
         };
-        Ok(event.unwrap_or_else(|_| Event::default().event("error").data("{}")))
+        Ok::<_, Infallible>(event)
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -386,7 +450,7 @@ mod tests {
                 prop_assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
                 prop_assert!(!error.detail().is_empty());
             }
-            let body = json!({"message": message, "conversation_id": id}).to_string();
+            let body = serde_json::json!({"message": message, "conversation_id": id}).to_string();
             match parse_body::<ChatBody>(Ok(Bytes::from(body))) {
                 Ok((_, parsed)) => {
                     prop_assert_eq!(parsed.message, message);

@@ -266,6 +266,23 @@ async fn any_subject_an_issuer_can_produce_works_on_every_route() {
             1,
             "{user} has one conversation: {status} {body}"
         );
+        let (status, _, task) = edge
+            .post(
+                &format!("/api/{path}/tasks"),
+                Some(&alice),
+                json!({"title": user}),
+            )
+            .await;
+        assert_eq!((status, &task["user_id"]), (201, &json!(user)), "{task}");
+        let (status, _, body) = edge
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/api/{path}/tasks/{}/complete", task["id"]),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!((status, &body["completed"]), (200, &json!(true)), "{user}");
         // The path names the token's user, or it is refused.
         let (status, _, _) = edge
             .get("/api/jos%C3%A9x/conversations", Some(&alice))
