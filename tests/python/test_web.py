@@ -135,3 +135,21 @@ def test_the_page_fits_a_phone_and_sends_a_strict_policy(launcher, browser):
     expect(page.locator("#messages .assistant").last).to_contain_text("Your tasks")
     assert problems == []
     context.close()
+
+
+def test_a_spent_rate_budget_is_explained(browser):
+    # A budget of two: the task list at load, then an added task; the list's
+    # refresh after it is the third request.
+    running = Launcher(RATE_LIMIT="2")
+    try:
+        page = browser.new_page()
+        problems = watch(page)
+        page.goto(printed_link(running))
+        expect(page.locator("#task-list")).to_contain_text("No tasks here yet")
+        page.get_by_label("New task").fill("one too many")
+        page.get_by_role("button", name="Add", exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("Too many requests: wait")
+        assert problems == []
+        page.close()
+    finally:
+        running.close()
