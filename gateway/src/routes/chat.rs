@@ -229,8 +229,8 @@ async fn admit(
     path_user: Option<&str>,
     body: Result<Bytes, ApiError>,
 ) -> Result<tonic::Request<ChatRequest>, ApiError> {
-    if path_user.is_some_and(|claimed| claimed.trim() != user) {
-        return Err(ApiError::UserMismatch);
+    if let Some(path_user) = path_user {
+        super::check_path_user(user, path_user)?;
     }
     let (claimed, body) = match path_user {
         None => parse_body::<UserChatBody>(body)?,

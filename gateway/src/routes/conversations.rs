@@ -9,7 +9,7 @@ use serde_json::Value;
 use taskagent_proto::{ListConversationsRequest, ListMessagesRequest, Role};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{UserPath, request_as_path_user, time};
+use super::{UserPath, check_path_user, time, user_request};
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -110,7 +110,8 @@ pub async fn list(
         page_size: page.page_size,
         page_token: page.page_token,
     };
-    let request = request_as_path_user(&user, &headers, &user_id, message)?;
+    check_path_user(&user, &user_id)?;
+    let request = user_request(&user, &headers, message)?;
     let response = state
         .conversations
         .clone()
@@ -158,7 +159,8 @@ pub async fn messages(
         page_size: page.page_size,
         page_token: page.page_token,
     };
-    let request = request_as_path_user(&user, &headers, &user_id, message)?;
+    check_path_user(&user, &user_id)?;
+    let request = user_request(&user, &headers, message)?;
     let response = state
         .conversations
         .clone()

@@ -38,17 +38,22 @@ fn time(timestamp: Option<&prost_types::Timestamp>) -> Option<String> {
         .map(|t| t.to_rfc3339())
 }
 
-/// `message` as a gRPC request for the token's user, who must be the path's
-/// `user_id` (403 otherwise).
-fn request_as_path_user<T>(
+/// The path's `user_id` must be the token's user (403 otherwise).
+fn check_path_user(user: &str, path_user: &str) -> Result<(), ApiError> {
+    if path_user.trim() == user {
+        Ok(())
+    } else {
+        Err(ApiError::UserMismatch)
+    }
+}
+
+/// `message` as a gRPC request for `user` to tool-service, with the
+/// deadline of a call that is not a chat turn.
+fn user_request<T>(
     user: &str,
     headers: &HeaderMap,
-    path_user: &str,
     message: T,
 ) -> Result<tonic::Request<T>, ApiError> {
-    if path_user.trim() != user {
-        return Err(ApiError::UserMismatch);
-    }
     let mut request = grpc_request(user, headers, message)?;
     request.set_timeout(CALL_TIMEOUT);
     Ok(request)

@@ -17,7 +17,7 @@ use taskagent_proto::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use super::{UserPath, json_body, request_as_path_user, time};
+use super::{UserPath, check_path_user, json_body, time, user_request};
 use crate::auth::AuthenticatedUser;
 use crate::edge::BodyWithin;
 use crate::error::ApiError;
@@ -138,18 +138,17 @@ pub struct Deleted {
     pub deleted_id: i64,
 }
 
-/// The checks every task route makes (the path's user is the token's, one
-/// unit of the rate budget), then `message` as that user's gRPC request.
-async fn admit<T>(
+/// The checks every task route makes before it reads a body: the path's
+/// user is the token's (403), one unit of the rate budget (429). Gives the
+/// client for the call.
+async fn admit(
     state: &AppState,
-    headers: &HeaderMap,
     user: &str,
     path_user: &str,
-    message: T,
-) -> Result<(TaskServiceClient<Channel>, tonic::Request<T>), ApiError> {
-    let request = request_as_path_user(user, headers, path_user, message)?;
+) -> Result<TaskServiceClient<Channel>, ApiError> {
+    check_path_user(user, path_user)?;
     state.charge(user).await?;
-    Ok((TaskServiceClient::new(state.tool_channel.clone()), request))
+    Ok(TaskServiceClient::new(state.tool_channel.clone()))
 }
 
 /// Lists the user's tasks, oldest first.
@@ -168,6 +167,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Json<TaskList>, ApiError> {
+    let mut tasks = admit(&state, &user, &user_id).await?;
     let status = match query.status {
         StatusFilter::All => TaskStatusFilter::All,
         StatusFilter::Pending => TaskStatusFilter::Pending,
@@ -178,8 +178,10 @@ pub async fn list(
         page_token: query.page_token,
         status: status.into(),
     };
-    let (mut tasks, request) = admit(&state, &headers, &user, &user_id, message).await?;
-    let page = tasks.list_tasks(request).await?.into_inner();
+    let page = tasks
+        .list_tasks(user_request(&user, &headers, message)?)
+        .await?
+        .into_inner();
     let tasks: Vec<Task> = page.tasks.into_iter().map(|t| Task::of(&user, t)).collect();
     Ok(Json(TaskList {
         count: tasks.len(),
@@ -210,14 +212,17 @@ pub async fn create(
     headers: HeaderMap,
     BodyWithin(body): BodyWithin,
 ) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let mut tasks = admit(&state, &user, &user_id).await?;
     let new: NewTask = json_body(body)?;
     let message = CreateTaskRequest {
         title: new.title,
         description: new.description,
         request_id: super::chat::idempotency_key(&headers)?.unwrap_or_default(),
     };
-    let (mut tasks, request) = admit(&state, &headers, &user, &user_id, message).await?;
-    let task = tasks.create_task(request).await?.into_inner();
+    let task = tasks
+        .create_task(user_request(&user, &headers, message)?)
+        .await?
+        .into_inner();
     Ok((StatusCode::CREATED, Json(Task::of(&user, task))))
 }
 
@@ -236,9 +241,12 @@ pub async fn get_one(
     Path(TaskPath { user_id, task_id }): Path<TaskPath>,
     headers: HeaderMap,
 ) -> Result<Json<Task>, ApiError> {
+    let mut tasks = admit(&state, &user, &user_id).await?;
     let message = GetTaskRequest { id: task_id };
-    let (mut tasks, request) = admit(&state, &headers, &user, &user_id, message).await?;
-    let task = tasks.get_task(request).await?.into_inner();
+    let task = tasks
+        .get_task(user_request(&user, &headers, message)?)
+        .await?
+        .into_inner();
     Ok(Json(Task::of(&user, task)))
 }
 
@@ -251,23 +259,27 @@ async fn update(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, ApiError>,
 ) -> Result<Json<Task>, ApiError> {
+    let mut tasks = admit(&state, &user, &user_id).await?;
     let change: TaskUpdate = json_body(body)?;
-    if change.title.is_none() && change.description.is_none() && change.completed.is_none() {
-        // Nothing to change: the task as it is.
-        let message = GetTaskRequest { id: task_id };
-        let (mut tasks, request) = admit(&state, &headers, &user, &user_id, message).await?;
-        let task = tasks.get_task(request).await?.into_inner();
-        return Ok(Json(Task::of(&user, task)));
-    }
-    let message = UpdateTaskRequest {
-        id: task_id,
-        title: change.title,
-        description: change.description,
-        completed: change.completed,
-    };
-    let (mut tasks, request) = admit(&state, &headers, &user, &user_id, message).await?;
-    let task = tasks.update_task(request).await?.into_inner();
-    Ok(Json(Task::of(&user, task)))
+    let task =
+        if change.title.is_none() && change.description.is_none() && change.completed.is_none() {
+            // Nothing to change: the task as it is.
+            let message = GetTaskRequest { id: task_id };
+            tasks
+                .get_task(user_request(&user, &headers, message)?)
+                .await?
+        } else {
+            let message = UpdateTaskRequest {
+                id: task_id,
+                title: change.title,
+                description: change.description,
+                completed: change.completed,
+            };
+            tasks
+                .update_task(user_request(&user, &headers, message)?)
+                .await?
+        };
+    Ok(Json(Task::of(&user, task.into_inner())))
 }
 
 /// Changes a task: any of `title`, `description`, `completed`.
@@ -325,9 +337,12 @@ pub async fn delete(
     Path(TaskPath { user_id, task_id }): Path<TaskPath>,
     headers: HeaderMap,
 ) -> Result<Json<Deleted>, ApiError> {
+    let mut tasks = admit(&state, &user, &user_id).await?;
     let message = DeleteTaskRequest { id: task_id };
-    let (mut tasks, request) = admit(&state, &headers, &user, &user_id, message).await?;
-    let task = tasks.delete_task(request).await?.into_inner();
+    let task = tasks
+        .delete_task(user_request(&user, &headers, message)?)
+        .await?
+        .into_inner();
     Ok(Json(Deleted {
         message: "Task deleted".to_owned(),
         deleted_id: task.id,
@@ -350,21 +365,20 @@ pub async fn toggle(
     Path(TaskPath { user_id, task_id }): Path<TaskPath>,
     headers: HeaderMap,
 ) -> Result<Json<Task>, ApiError> {
-    let (mut tasks, request) = admit(
-        &state,
-        &headers,
-        &user,
-        &user_id,
-        GetTaskRequest { id: task_id },
-    )
-    .await?;
-    let current = tasks.get_task(request).await?.into_inner();
+    let mut tasks = admit(&state, &user, &user_id).await?;
+    let get = GetTaskRequest { id: task_id };
+    let current = tasks
+        .get_task(user_request(&user, &headers, get)?)
+        .await?
+        .into_inner();
     let message = UpdateTaskRequest {
         id: task_id,
         completed: Some(!current.completed),
         ..Default::default()
     };
-    let request = request_as_path_user(&user, &headers, &user_id, message)?;
-    let task = tasks.update_task(request).await?.into_inner();
+    let task = tasks
+        .update_task(user_request(&user, &headers, message)?)
+        .await?
+        .into_inner();
     Ok(Json(Task::of(&user, task)))
 }

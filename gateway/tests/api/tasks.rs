@@ -192,6 +192,14 @@ async fn another_users_tasks_are_forbidden_or_not_found(db: &TestDatabase) {
         )
         .await;
     assert_eq!((status, body), (404, not_found));
+    // Who asks is checked before what is asked.
+    let (status, _, _) = edge
+        .post("/api/alice/tasks", Some(&bob), json!({"title": ""}))
+        .await;
+    assert_eq!(
+        status, 403,
+        "not 422: the body is not read for another user"
+    );
     let (_, _, list) = edge.get("/api/bob/tasks", Some(&bob)).await;
     assert_eq!(list["count"], 0);
     assert_eq!(edge.task_titles("alice").await, ["Private"], "untouched");
