@@ -37,15 +37,16 @@ function useToken(token) {
   if (token) localStorage.setItem(TOKEN_KEY, token);
   $("token").value = "";
   $("who").textContent = state.user ? `Signed in as ${state.user}` : "";
+  $("token-form").classList.toggle("signed-in", Boolean(state.user));
   clearMessages();
   if (!state.token) {
     notice("Paste a token to start: `taskagent token --user ID` makes one, and `cargo run` prints a link with it.");
-    $("token").focus();
+    askForToken();
     return;
   }
   if (!state.user) {
     notice("This token names no user (no sub claim): paste another one.");
-    $("token").focus();
+    askForToken();
     return;
   }
   clearNotice();
@@ -116,7 +117,12 @@ async function refresh(...calls) {
 
 function fail(error) {
   notice(error.message || String(error));
-  if (error.status === 401) $("token").focus();
+  if (error.status === 401) askForToken();
+}
+
+function askForToken() {
+  $("token-form").classList.remove("signed-in");
+  $("token").focus();
 }
 
 function notice(text) {
@@ -377,6 +383,8 @@ async function* serverEvents(response) {
 }
 
 // ---- wiring ----------------------------------------------------------------
+
+$("change-token").addEventListener("click", askForToken);
 
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -60,6 +60,7 @@ def test_a_first_visit_chats_completes_and_reopens(launcher, browser):
     page.goto(printed_link(launcher))
     expect(page.get_by_text("Signed in as demo")).to_be_visible()
     assert "#token" not in page.url, "the token leaves the address bar"
+    expect(page.get_by_label("Token")).to_be_hidden()
 
     page.get_by_label("Message").fill("add buy milk")
     page.get_by_role("button", name="Send").click()
@@ -103,6 +104,8 @@ def test_a_first_visit_chats_completes_and_reopens(launcher, browser):
     if os.environ.get("SCREENSHOT"):
         page.set_viewport_size({"width": 1200, "height": 720})
         page.screenshot(path=os.environ["SCREENSHOT"])
+    page.get_by_role("button", name="Change token").click()
+    expect(page.get_by_label("Token")).to_be_focused()
     assert problems == []
     page.close()
 
