@@ -141,24 +141,39 @@ const requestKey = () =>
 
 // ---- tasks -----------------------------------------------------------------
 
+/**
+ * Fills `list` from a paged listing at `url` (its items under `key`): the
+ * first page, then a "More" button while there are more. The list is
+ * replaced only once the first page has arrived, so overlapping refreshes
+ * never mix.
+ */
+async function fillPaged(list, url, key, render, empty, more) {
+  const next = async (token) => {
+    const page = await (await call("GET", `${url}&page_token=${encodeURIComponent(token)}`)).json();
+    if (token === "") list.replaceChildren();
+    list.querySelector(".more")?.remove();
+    for (const item of page[key]) list.append(render(item));
+    if (list.children.length === 0) {
+      const none = document.createElement("li");
+      none.className = "empty";
+      none.textContent = empty;
+      list.append(none);
+    }
+    if (page.next_page_token) {
+      const item = document.createElement("li");
+      item.className = "more";
+      item.append(button("More", more, () => refresh(next(page.next_page_token))));
+      list.append(item);
+    }
+  };
+  await next("");
+}
+
 async function loadTasks() {
   if (!state.user) return;
   const status = $("task-filter").value;
-  const page = await (await call("GET", api(`/tasks?status=${status}&page_size=1000`))).json();
-  renderTasks(page.tasks);
-}
-
-function renderTasks(tasks) {
-  const list = $("task-list");
-  list.replaceChildren();
-  if (tasks.length === 0) {
-    const empty = document.createElement("li");
-    empty.className = "empty";
-    empty.textContent = "No tasks here yet.";
-    list.append(empty);
-    return;
-  }
-  for (const task of tasks) list.append(taskItem(task));
+  await fillPaged($("task-list"), api(`/tasks?status=${status}&page_size=500`), "tasks", taskItem,
+    "No tasks here yet.", "More tasks");
 }
 
 function taskItem(task) {
@@ -225,27 +240,20 @@ function startRename(item, title, task) {
 
 async function loadConversations() {
   if (!state.user) return;
-  const page = await (await call("GET", api("/conversations?page_size=50"))).json();
-  const list = $("conversation-list");
-  list.replaceChildren();
-  for (const conversation of page.conversations) {
-    const item = document.createElement("li");
-    const when = conversation.updated_at ? new Date(conversation.updated_at).toLocaleString() : "";
-    const open = button(conversation.title || `Conversation ${conversation.id}`, null, () =>
-      refresh(openConversation(conversation.id)),
-    );
-    open.title = when;
-    open.dataset.id = conversation.id;
-    if (conversation.id === state.conversation) open.setAttribute("aria-current", "true");
-    item.append(open);
-    list.append(item);
-  }
-  if (page.conversations.length === 0) {
-    const empty = document.createElement("li");
-    empty.className = "empty";
-    empty.textContent = "None yet.";
-    list.append(empty);
-  }
+  await fillPaged($("conversation-list"), api("/conversations?page_size=50"), "conversations", conversationItem,
+    "None yet.", "More conversations");
+}
+
+function conversationItem(conversation) {
+  const item = document.createElement("li");
+  const open = button(conversation.title || `Conversation ${conversation.id}`, null, () =>
+    refresh(openConversation(conversation.id)),
+  );
+  open.title = conversation.updated_at ? new Date(conversation.updated_at).toLocaleString() : "";
+  open.dataset.id = conversation.id;
+  if (conversation.id === state.conversation) open.setAttribute("aria-current", "true");
+  item.append(open);
+  return item;
 }
 
 async function openConversation(id) {

@@ -156,3 +156,24 @@ def test_a_spent_rate_budget_is_explained(browser):
         page.close()
     finally:
         running.close()
+
+
+def test_past_conversations_come_a_page_at_a_time(launcher, browser):
+    token = launcher.token("pager")
+    for n in range(51):
+        request = urllib.request.Request(
+            f"{launcher.base}/api/pager/chat", data=json.dumps({"message": f"add errand {n}"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        urllib.request.urlopen(request).close()
+    page = browser.new_page()
+    problems = watch(page)
+    page.goto(f"{launcher.base}/#token={token}")
+    conversations = page.locator("#conversation-list li:not(.more) button")
+    expect(conversations).to_have_count(50)
+    page.get_by_role("button", name="More conversations").click()
+    expect(conversations).to_have_count(51)
+    expect(page.get_by_role("button", name="More conversations")).to_have_count(0)
+    expect(conversations.last).to_have_text("add errand 0")
+    expect(page.locator("#task-list li")).to_have_count(51)
+    assert problems == []
+    page.close()
