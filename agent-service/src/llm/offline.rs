@@ -220,13 +220,9 @@ fn by_id(text: &str, lower: &str) -> Option<Command> {
         let (id, after) = leading_id(rest)?;
         let after_offset = offset + (rest.len() - after.len());
         let original = &text[after_offset..];
-        let title = ["to ", ": ", "as ", "into ", "- "].iter().find_map(|sep| {
-            original
-                .trim_start()
-                .get(..sep.len())
-                .filter(|p| p.eq_ignore_ascii_case(sep))
-                .map(|p| &original.trim_start()[p.len()..])
-        })?;
+        let title = ["to ", ": ", "as ", "into ", "- "]
+            .iter()
+            .find_map(|sep| strip_prefix_ignoring_case(original.trim_start(), sep))?;
         let title = tidy_title(title);
         return Some(if title.is_empty() {
             Command::Reply(format!(
@@ -333,6 +329,23 @@ fn clean(message: &str) -> String {
     text
 }
 
+/// `text` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    // A byte offset may fall inside a character ("crème brûlée"): `get`
+    // says so instead of panicking.
+    text.get(..prefix.len())
+        .filter(|start| start.eq_ignore_ascii_case(prefix))
+        .map(|_| &text[prefix.len()..])
+}
+
+/// `text` without `suffix`, compared ignoring ASCII case.
+fn strip_suffix_ignoring_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
+    let start = text.len().checked_sub(suffix.len())?;
+    text.get(start..)
+        .filter(|end| end.eq_ignore_ascii_case(suffix))
+        .map(|_| &text[..start])
+}
+
 /// A title without quotes and without "to my list"-style endings.
 fn tidy_title(title: &str) -> String {
     let mut title = title.trim();
@@ -343,15 +356,7 @@ fn tidy_title(title: &str) -> String {
         " to my todo list",
         " to my to-do list",
     ] {
-        // Byte offsets from the end may fall inside a character ("crème
-        // brûlée"): `get` says so instead of panicking.
-        if let Some(start) = title.len().checked_sub(suffix.len())
-            && title
-                .get(start..)
-                .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
-        {
-            title = &title[..start];
-        }
+        title = strip_suffix_ignoring_case(title, suffix).unwrap_or(title);
     }
     title
         .trim()

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-use super::{COMPLETE_WORDS, Command, DELETE_WORDS, RENAME_WORDS, strip_word, tidy_title};
+use super::{
+    COMPLETE_WORDS, Command, DELETE_WORDS, RENAME_WORDS, strip_prefix_ignoring_case,
+    strip_suffix_ignoring_case, strip_word, tidy_title,
+};
 
 /// What to do to the task a title names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,22 +76,13 @@ pub fn parse(text: &str, lower: &str) -> Option<Command> {
     } else if let Some(rest) = strip_word(lower, COMPLETE_WORDS) {
         let mut name = original(rest);
         for filler in ["with ", "off "] {
-            if name
-                .get(..filler.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(filler))
-            {
-                name = &name[filler.len()..];
-            }
+            name = strip_prefix_ignoring_case(name, filler).unwrap_or(name);
         }
-        for ending in DONE_ENDINGS {
-            if let Some(start) = name.len().checked_sub(ending.len())
-                && name
-                    .get(start..)
-                    .is_some_and(|e| e.eq_ignore_ascii_case(ending))
-            {
-                name = &name[..start];
-                break;
-            }
+        if let Some(shorter) = DONE_ENDINGS
+            .iter()
+            .find_map(|ending| strip_suffix_ignoring_case(name, ending))
+        {
+            name = shorter;
         }
         (Action::Complete, name)
     } else {
