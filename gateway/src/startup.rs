@@ -224,17 +224,13 @@ fn router(state: AppState, cors_origins: &[String], mcp: axum::Router<AppState>)
         .routes(routes!(ops::health))
         .routes(routes!(ops::metrics))
         .split_for_parts();
-    let doc: Arc<str> = openapi::finish(doc).into();
+    // Written once; each answer shares the bytes.
+    let doc = axum::body::Bytes::from(openapi::finish(doc));
     router
         .merge(crate::web::routes())
         .route(
             "/openapi.json",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    doc.to_string(),
-                )
-            }),
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc) }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(edge::contract_errors))

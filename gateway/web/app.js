@@ -264,7 +264,7 @@ async function openConversation(id) {
   for (const message of page.messages) {
     if (message.role === "user") say("user", message.content);
     else if (message.role === "assistant") {
-      for (const c of message.tool_calls) calls.set(c.id, [c.tool, say("tool", `⚙ ${c.tool} ${JSON.stringify(c.args)}`)]);
+      for (const c of message.tool_calls) calls.set(c.id, [c.tool, say("tool", started(c.tool, c.args))]);
       if (message.content) say("assistant", message.content);
     } else if (message.role === "tool") {
       const [tool, line] = calls.get(message.tool_call_id) ?? ["tool", say("tool", "")];
@@ -274,7 +274,7 @@ async function openConversation(id) {
       } catch {
         // Shown as it is.
       }
-      line.textContent = `✓ ${tool}: ${describe(result)}`;
+      line.textContent = finished(tool, result);
     } else if (message.role === "error") say("error", message.content);
   }
   markCurrent(id);
@@ -323,11 +323,11 @@ async function send(text) {
           state.conversation = data.conversation_id;
           break;
         case "tool_call_started":
-          tools.set(data.id, say("tool", `⚙ ${data.tool} ${JSON.stringify(data.args)}`));
+          tools.set(data.id, say("tool", started(data.tool, data.args)));
           break;
         case "tool_call_finished": {
           const line = tools.get(data.id) ?? say("tool", "");
-          line.textContent = `✓ ${data.tool}: ${describe(data.result)}`;
+          line.textContent = finished(data.tool, data.result);
           refresh(loadTasks());
           break;
         }
@@ -352,6 +352,10 @@ async function send(text) {
     refresh(loadTasks(), loadConversations());
   }
 }
+
+/** A tool call's line while it runs, and once it has its result. */
+const started = (tool, args) => `⚙ ${tool} ${JSON.stringify(args)}`;
+const finished = (tool, result) => `✓ ${tool}: ${describe(result)}`;
 
 function describe(result) {
   if (result && typeof result === "object") {

@@ -32,7 +32,8 @@ def test_every_operation_keeps_the_openapi_contract():
             "--seed", os.environ.get("SCHEMATHESIS_SEED", "20261130"),
             "--workers", "2",
         ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+        # Run in the launcher's folder: schemathesis keeps a cache where it runs.
+        result = subprocess.run(command, cwd=running.folder.name, capture_output=True, text=True, timeout=1200)
         report = result.stdout + result.stderr
         assert result.returncode == 0, report[-30000:]
         assert "Tested: 14" in report, report[-5000:]
